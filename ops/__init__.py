@@ -1,0 +1,1 @@
+"""Operating instructflow: CLI, recipe loading, Ray connection, reports and benchmarks."""

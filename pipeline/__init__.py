@@ -1,0 +1,1 @@
+"""instructflow's data engine: readers, converters, stages and the plan that chains them."""

@@ -1,0 +1,1 @@
+"""Heuristic quality filters: one filter per module, each with its own drop-reason vocabulary."""

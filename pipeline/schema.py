@@ -1,0 +1,208 @@
+"""The one instruction schema every converter produces and every stage reads.
+
+A record is a conversation: an optional system prompt, then turns of
+``{role, content, extra}``. Alpaca's ``input`` and dolly's ``context`` (supporting text
+for the last user turn) are kept apart in ``context`` so that filters and dedup can key on
+the instruction alone; prompt renderers join them as ``content + "\\n\\n" + context``.
+
+While records flow through the pipeline, three bookkeeping columns travel with them:
+``drop_reason`` (null while the record is alive), ``drop_detail`` (JSON, why) and ``raw``
+(the original text, set only for quarantined input). The writer strips them from the output.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import pyarrow as pa
+import xxhash
+
+ROLES = ("system", "user", "assistant", "tool_call", "tool")
+
+MESSAGE_TYPE = pa.struct(
+    [
+        pa.field("role", pa.string(), nullable=False),
+        pa.field("content", pa.string(), nullable=False),
+        # JSON object of any other keys the source message had (OpenAI `tool_calls`,
+        # `name`, ...), so conversion back to the source format is lossless. Null if none.
+        pa.field("extra", pa.string()),
+    ]
+)
+
+RECORD_FIELDS = [
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("system", pa.string(), nullable=False),
+    pa.field("messages", pa.list_(MESSAGE_TYPE), nullable=False),
+    pa.field("context", pa.string(), nullable=False),
+    pa.field("tools", pa.string(), nullable=False),
+    pa.field("source_file", pa.string(), nullable=False),
+    pa.field("source_format", pa.string(), nullable=False),
+    pa.field("source_line", pa.int64(), nullable=False),
+    pa.field("task", pa.string(), nullable=False),
+    pa.field("domain", pa.string(), nullable=False),
+    pa.field("language", pa.string(), nullable=False),
+    pa.field("meta", pa.string(), nullable=False),
+]
+RECORD_SCHEMA = pa.schema(RECORD_FIELDS)
+
+TRACKING_FIELDS = [
+    pa.field("drop_reason", pa.string()),
+    pa.field("drop_detail", pa.string()),
+    pa.field("raw", pa.string()),
+]
+FLOW_SCHEMA = pa.schema(RECORD_FIELDS + TRACKING_FIELDS)
+REJECT_SCHEMA = pa.schema(RECORD_FIELDS + TRACKING_FIELDS[:2])
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("source_line", pa.int64(), nullable=False),
+        pa.field("source_format", pa.string(), nullable=False),
+        pa.field("drop_reason", pa.string(), nullable=False),
+        pa.field("drop_detail", pa.string()),
+        pa.field("raw", pa.string()),
+    ]
+)
+
+# Drop reasons under these prefixes mean malformed input, which goes to quarantine.
+QUARANTINE_PREFIXES = ("read.", "convert.")
+
+ID_SEED = 0x1F_57_AB_1E
+
+
+def is_quarantine_reason(reason: str) -> bool:
+    return reason.startswith(QUARANTINE_PREFIXES)
+
+
+def message(role: str, content: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "role": role,
+        "content": content,
+        "extra": json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else None,
+    }
+
+
+def record_id(system: str, messages: Sequence[dict[str, Any]], context: str, tools: str) -> str:
+    """Stable content hash: identical conversations get identical ids on any machine."""
+    hasher = xxhash.xxh3_128(seed=ID_SEED)
+    for part in (system, context, tools):
+        hasher.update(part.encode("utf-8"))
+        hasher.update(b"\x1e")
+    for turn in messages:
+        hasher.update(turn["role"].encode("utf-8"))
+        hasher.update(b"\x1f")
+        hasher.update(turn["content"].encode("utf-8"))
+        hasher.update(b"\x1e")
+    return hasher.hexdigest()
+
+
+def make_record(
+    *,
+    messages: list[dict[str, Any]],
+    source_file: str,
+    source_format: str,
+    source_line: int,
+    system: str = "",
+    context: str = "",
+    tools: str = "",
+    task: str = "",
+    domain: str = "",
+    language: str = "",
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A canonical record as a plain dict (one row of FLOW_SCHEMA, alive)."""
+    return {
+        "id": record_id(system, messages, context, tools),
+        "system": system,
+        "messages": messages,
+        "context": context,
+        "tools": tools,
+        "source_file": source_file,
+        "source_format": source_format,
+        "source_line": source_line,
+        "task": task,
+        "domain": domain,
+        "language": language,
+        "meta": json.dumps(meta or {}, ensure_ascii=False, sort_keys=True),
+        "drop_reason": None,
+        "drop_detail": None,
+        "raw": None,
+    }
+
+
+def quarantine_row(
+    *, source_file: str, source_line: int, source_format: str, reason: str, detail: str, raw: str
+) -> dict[str, Any]:
+    """A malformed input unit as a FLOW_SCHEMA row; the writer routes it to quarantine."""
+    return {
+        "id": "",
+        "system": "",
+        "messages": [],
+        "context": "",
+        "tools": "",
+        "source_file": source_file,
+        "source_format": source_format,
+        "source_line": source_line,
+        "task": "",
+        "domain": "",
+        "language": "",
+        "meta": "{}",
+        "drop_reason": reason,
+        "drop_detail": detail,
+        "raw": raw,
+    }
+
+
+def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=FLOW_SCHEMA)
+
+
+def empty_flow_table() -> pa.Table:
+    return FLOW_SCHEMA.empty_table()
+
+
+def last_content(turns: Iterable[dict[str, Any]], role: str) -> str:
+    content = ""
+    for turn in turns:
+        if turn["role"] == role:
+            content = turn["content"]
+    return content
+
+
+def instructions_and_responses(batch: pa.Table) -> tuple[list[str], list[str]]:
+    """The instruction (last user turn plus context) and response (last assistant turn)."""
+    instructions, responses = [], []
+    contexts = batch.column("context").to_pylist()
+    for turns, context in zip(batch.column("messages").to_pylist(), contexts, strict=True):
+        instruction = last_content(turns, "user")
+        instructions.append(f"{instruction}\n\n{context}" if context else instruction)
+        responses.append(last_content(turns, "assistant"))
+    return instructions, responses
+
+
+def map_texts(batch: pa.Table, edit: Callable[[str], str]) -> pa.Table:
+    """Apply ``edit`` to every free-text field (system, context, each turn's content).
+
+    ``id`` is recomputed so that it stays a hash of the content that is written.
+    """
+    systems = [edit(text) for text in batch.column("system").to_pylist()]
+    contexts = [edit(text) for text in batch.column("context").to_pylist()]
+    conversations = [
+        [{**turn, "content": edit(turn["content"])} for turn in turns]
+        for turns in batch.column("messages").to_pylist()
+    ]
+    tools = batch.column("tools").to_pylist()
+    ids = [
+        record_id(system, turns, context, tool)
+        for system, turns, context, tool in zip(systems, conversations, contexts, tools, strict=True)
+    ]
+    replaced = {
+        "system": pa.array(systems, pa.string()),
+        "context": pa.array(contexts, pa.string()),
+        "messages": pa.array(conversations, pa.list_(MESSAGE_TYPE)),
+        "id": pa.array(ids, pa.string()),
+    }
+    for name, column in replaced.items():
+        batch = batch.set_column(batch.schema.get_field_index(name), name, column)
+    return batch

@@ -1,0 +1,187 @@
+"""The shared base of every pipeline stage.
+
+A stage sees a ``pyarrow.Table`` batch in FLOW_SCHEMA. The base class splits off rows that an
+earlier stage already dropped, hands the live rows to the subclass, stamps drop reasons,
+times the call and counts what happened. Subclasses write only the decision:
+
+- a ``Filter`` returns one ``Drop`` or ``None`` per live row;
+- a ``Transform`` returns the edited live rows (same count, same order) and counts its edits.
+
+Stages are pure and Ray-free; ``pipeline.plan`` wraps them as Ray Data callables.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict
+
+
+class StageConfig(BaseModel):
+    """Base of every stage's config: frozen, unknown keys rejected, defaults live here."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+
+
+class Resources(NamedTuple):
+    """What a stage asks Ray for. Read by the plan builder, never by the stage itself."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    # None: stateless Ray tasks. An int: an actor pool of that size, for stages whose setup
+    # (models, classifiers) must run once per worker in ``__init__``.
+    concurrency: int | None = None
+    batch_size: int = 1024
+
+
+class Drop(NamedTuple):
+    reason: str
+    detail: dict[str, Any] | None = None
+
+
+@dataclass
+class StageCounts:
+    """Summable counters for one stage: reports only add these up."""
+
+    seen: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    modified: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def __add__(self, other: StageCounts) -> StageCounts:
+        return StageCounts(
+            seen=self.seen + other.seen,
+            kept=self.kept + other.kept,
+            dropped=self.dropped + other.dropped,
+            modified=self.modified + other.modified,
+            seconds=self.seconds + other.seconds,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seen": self.seen,
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "modified": dict(sorted(self.modified.items())),
+            "seconds": round(self.seconds, 6),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StageCounts:
+        return cls(
+            seen=data["seen"],
+            kept=data["kept"],
+            dropped=Counter(data["dropped"]),
+            modified=Counter(data["modified"]),
+            seconds=data["seconds"],
+        )
+
+
+class Stage(ABC):
+    """One step of the plan. Subclass ``Filter`` or ``Transform``, not this."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[StageConfig]] = StageConfig
+    # The fixed vocabulary of reasons this stage may drop with, fully qualified
+    # (``filter.response_too_short``). Anything else is a bug and raises.
+    drop_reasons: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: StageConfig) -> None:
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} needs {self.Config.__name__}, got {config!r}")
+        self.config = config
+
+    def resources(self) -> Resources:
+        return Resources()
+
+    def run(self, batch: pa.Table) -> tuple[pa.Table, StageCounts]:
+        """Apply the stage to the live rows of ``batch``; pass dropped rows through untouched."""
+        started = time.perf_counter()
+        alive_mask = pc.is_null(batch.column("drop_reason"))
+        alive = batch.filter(alive_mask)
+        already_dropped = batch.filter(pc.invert(alive_mask))
+        counts = StageCounts(seen=alive.num_rows)
+        if alive.num_rows:
+            alive = self._apply(alive, counts)
+        counts.kept = alive.num_rows - sum(counts.dropped.values())
+        counts.seconds = time.perf_counter() - started
+        return pa.concat_tables([alive, already_dropped]), counts
+
+    @abstractmethod
+    def _apply(self, alive: pa.Table, counts: StageCounts) -> pa.Table: ...
+
+
+class Filter(Stage):
+    """A stage that keeps or drops each record, naming the failure when it drops."""
+
+    def annotate(self, batch: pa.Table, counts: StageCounts) -> pa.Table:
+        """Optionally label rows before deciding (the language filter sets ``language``)."""
+        return batch
+
+    @abstractmethod
+    def decide(self, batch: pa.Table) -> Sequence[Drop | None]:
+        """One entry per row: ``None`` keeps the row, a ``Drop`` rejects it."""
+
+    def _apply(self, alive: pa.Table, counts: StageCounts) -> pa.Table:
+        alive = self.annotate(alive, counts)
+        decisions = self.decide(alive)
+        if len(decisions) != alive.num_rows:
+            raise RuntimeError(
+                f"stage {self.name!r} decided {len(decisions)} rows of a {alive.num_rows}-row batch"
+            )
+        reasons: list[str | None] = []
+        details: list[str | None] = []
+        for decision in decisions:
+            if decision is None:
+                reasons.append(None)
+                details.append(None)
+                continue
+            if decision.reason not in self.drop_reasons:
+                raise RuntimeError(
+                    f"stage {self.name!r} dropped with {decision.reason!r}, which is not in its "
+                    f"vocabulary {list(self.drop_reasons)}"
+                )
+            counts.dropped[decision.reason] += 1
+            reasons.append(decision.reason)
+            details.append(
+                json.dumps(decision.detail, ensure_ascii=False, sort_keys=True)
+                if decision.detail
+                else None
+            )
+        return with_drops(alive, reasons, details)
+
+
+class Transform(Stage):
+    """A stage that edits records and never drops them (cleaning, PII redaction, labels)."""
+
+    @abstractmethod
+    def transform(self, batch: pa.Table, counts: StageCounts) -> pa.Table:
+        """Return the edited rows, same count and order; add edit kinds to ``counts.modified``."""
+
+    def _apply(self, alive: pa.Table, counts: StageCounts) -> pa.Table:
+        edited = self.transform(alive, counts)
+        if edited.num_rows != alive.num_rows:
+            raise RuntimeError(
+                f"transform {self.name!r} returned {edited.num_rows} rows for {alive.num_rows}"
+            )
+        return edited
+
+
+def with_drops(batch: pa.Table, reasons: list[str | None], details: list[str | None]) -> pa.Table:
+    batch = batch.set_column(
+        batch.schema.get_field_index("drop_reason"), "drop_reason", pa.array(reasons, pa.string())
+    )
+    return batch.set_column(
+        batch.schema.get_field_index("drop_detail"), "drop_detail", pa.array(details, pa.string())
+    )
