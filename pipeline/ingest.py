@@ -1,0 +1,136 @@
+"""Ingest: one input file becomes FLOW_SCHEMA batches, every unit exactly one row.
+
+A unit that reads and converts becomes a canonical record; one that does not becomes a
+quarantine row naming the reason, the file and the line, with the offending text in ``raw``.
+Bad data never raises here, so a reader task's row count is the file's unit count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pipeline.convert import CONVERT_REASONS, FORMATS, ConversionError, detect_format, to_canonical
+from pipeline.read import FILE_TYPES, READ_REASONS, InputFile, Unit, iter_units
+from pipeline.schema import ROLES, quarantine_row, rows_to_table
+from pipeline.templates import TEMPLATE_TASKS, TemplateBank, TemplateRenderer
+
+INGEST_REASONS = READ_REASONS + CONVERT_REASONS
+RAW_CHARS = 2000
+# Canonical field names a `columns` entry may rename, per format family.
+COLUMN_NAMES = (
+    "instruction", "input", "output", "system", "history", "tools",  # alpaca
+    "conversations", "from", "value",  # sharegpt
+    "messages", "role", "content",  # messages
+    "prompt", "completion",  # prompt_completion
+    "context", "response", "category",  # dolly
+    "question", "answers", "answer", "text", "label", "options",  # qa, classification, text
+)
+
+
+class InputConfig(BaseModel):
+    """One input of a data recipe: where the files are and how to read their records."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    format: Literal[("auto", *FORMATS)] = "auto"
+    file_type: Literal[("auto", *FILE_TYPES)] = "auto"
+    # Canonical field name -> the column name in this input ({"instruction": "prompt_text"}).
+    columns: dict[str, str] = {}
+    # Source role tag -> canonical role, added to the format's defaults ({"bot": "assistant"}).
+    role_tags: dict[str, str] | None = None
+    task: str = ""
+    domain: str = ""
+    language: str = ""
+    # Extra template files (qa, classification, text) that extend or override the built-ins.
+    templates: tuple[str, ...] = ()
+    text_unit: Literal["file", "paragraph", "line"] = "paragraph"
+    csv_delimiter: str = Field(default=",", min_length=1, max_length=1)
+    max_record_bytes: int = Field(default=4_000_000, gt=0)
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, columns: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(columns) - set(COLUMN_NAMES))
+        if unknown:
+            raise ValueError(f"unknown canonical field(s) {unknown}; allowed: {list(COLUMN_NAMES)}")
+        return columns
+
+    @field_validator("role_tags")
+    @classmethod
+    def _known_roles(cls, role_tags: dict[str, str] | None) -> dict[str, str] | None:
+        bad = {tag: role for tag, role in (role_tags or {}).items() if role not in ROLES}
+        if bad:
+            raise ValueError(f"role_tags map to unknown roles {bad}; roles are {list(ROLES)}")
+        return role_tags
+
+    @field_validator("templates")
+    @classmethod
+    def _loadable_templates(cls, templates: tuple[str, ...]) -> tuple[str, ...]:
+        missing = [path for path in templates if not os.path.isfile(path)]
+        if missing:
+            raise ValueError(f"template file(s) not found: {missing}")
+        for task in TEMPLATE_TASKS:  # compiles every template now, before any data is read
+            TemplateBank.load(task, templates)
+        return templates
+
+
+def ingest_file(
+    input_file: InputFile, config: InputConfig, *, seed: int, batch_rows: int = 1000
+) -> Iterator[pa.Table]:
+    """FLOW_SCHEMA tables of at most ``batch_rows`` rows: one row per unit of the file."""
+    renderer = TemplateRenderer(config.templates, seed=seed)
+    units = iter_units(
+        input_file, config.file_type, max_record_bytes=config.max_record_bytes,
+        text_unit=config.text_unit, csv_delimiter=config.csv_delimiter,
+    )
+    rows: list[dict[str, Any]] = []
+    for unit in units:
+        rows.append(unit_row(unit, input_file.uri, config, renderer))
+        if len(rows) >= batch_rows:
+            yield rows_to_table(rows)
+            rows = []
+    if rows:
+        yield rows_to_table(rows)
+
+
+def unit_row(
+    unit: Unit, source_file: str, config: InputConfig, renderer: TemplateRenderer
+) -> dict[str, Any]:
+    """A canonical record, or the quarantine row that says why this unit is not one."""
+    if unit.error is not None:
+        reason, detail = unit.error
+        return _quarantine(source_file, unit.line, config.format, reason, detail, unit.raw)
+    fmt = config.format
+    try:
+        if fmt == "auto":
+            fmt = detect_format(unit.value, config.columns)
+        return to_canonical(
+            unit.value, fmt, columns=config.columns, role_tags=config.role_tags,
+            source_file=source_file, source_line=unit.line, task=config.task,
+            domain=config.domain, language=config.language, templates=renderer,
+        )
+    except ConversionError as error:
+        raw = _raw_text(unit.value)
+        return _quarantine(source_file, unit.line, fmt, error.reason, error.detail, raw)
+
+
+def _quarantine(
+    source_file: str, line: int, fmt: str, reason: str, detail: str, raw: str | None
+) -> dict[str, Any]:
+    return quarantine_row(
+        source_file=source_file, source_line=line, source_format=fmt, reason=reason,
+        detail=json.dumps({"message": detail}, ensure_ascii=False), raw=raw or "",
+    )
+
+
+def _raw_text(value: dict[str, Any] | str | None) -> str:
+    if isinstance(value, str):
+        return value[:RAW_CHARS]
+    return json.dumps(value, ensure_ascii=False, default=str)[:RAW_CHARS]

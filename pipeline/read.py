@@ -1,0 +1,381 @@
+"""Input discovery and streaming readers: files become units, and nothing is lost.
+
+A unit is one input record or one malformed thing, never both, so that every byte of input
+is accounted for as a record or as a quarantine row. ``Unit.line`` is the 1-based line for
+JSON Lines and text (a paragraph's first line), the 1-based element for a JSON array (or
+value, for concatenated JSON), the 1-based data row for CSV (header not counted) and
+Parquet; 0 means the file as a whole (binary, empty, unreadable before its first record).
+
+Memory stays bounded by ``max_record_bytes`` plus one ~1 MiB chunk: compressed streams are
+read in chunks and split here (pyarrow's compressed streams have no usable ``readline``),
+and a JSON array is split into elements incrementally with ``JSONDecoder.raw_decode``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any, Literal, NamedTuple
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipeline.discover import InputFile, InputNotFound, list_input_files, open_filesystem
+from pipeline.read_json import split_json_values
+
+__all__ = [
+    "FILE_TYPES", "READ_REASONS", "InputFile", "InputNotFound", "Unit", "iter_units",
+    "list_input_files", "open_filesystem", "split_extension",
+]
+
+READ_REASONS = (
+    "read.invalid_json",
+    "read.invalid_utf8",
+    "read.binary_file",
+    "read.empty_file",
+    "read.record_too_large",
+    "read.invalid_csv_row",
+    "read.not_an_object",
+    "read.unreadable_file",
+)
+FILE_TYPES = ("jsonl", "json", "parquet", "csv", "text")
+TextUnit = Literal["file", "paragraph", "line"]
+
+CHUNK_BYTES = 1 << 20
+SNIFF_BYTES = 8192
+RAW_CHARS = 2000
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
+EXTENSION_TYPES = {
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet",
+    ".csv": "csv", ".tsv": "csv", ".txt": "text", ".md": "text",
+}
+_NON_TEXT = re.compile("[\x00-\x07\x0b\x0e-\x1a\x1c-\x1f\x7f\ufffd]")
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = "a \\uD800-\\uDFFF escape without its pair is not Unicode text"
+
+
+class Unit(NamedTuple):
+    line: int
+    value: dict[str, Any] | str | None
+    error: tuple[str, str] | None = None
+    raw: str | None = None
+
+
+def split_extension(uri: str) -> tuple[str, str | None]:
+    """The format extension (``.jsonl``) and the compression codec named by the file name."""
+    name = uri.rsplit("/", 1)[-1].split("?", 1)[0].lower()
+    stem, extension = os.path.splitext(name)
+    compression = COMPRESSIONS.get(extension)
+    if compression:
+        extension = os.path.splitext(stem)[1]
+    return extension, compression
+
+
+def iter_units(
+    input_file: InputFile, file_type: str = "auto", *, max_record_bytes: int = 4_000_000,
+    text_unit: TextUnit = "paragraph", csv_delimiter: str = ",",
+) -> Iterator[Unit]:
+    """Every record and every malformed thing in one file, in order, with bounded memory."""
+    if file_type != "auto" and file_type not in FILE_TYPES:
+        raise ValueError(f"file_type {file_type!r} is not one of auto, {', '.join(FILE_TYPES)}")
+    last_line = 0
+    try:
+        for unit in _file_units(input_file, file_type, max_record_bytes, text_unit, csv_delimiter):
+            last_line = unit.line
+            yield unit
+    except (OSError, pa.ArrowException, EOFError) as error:
+        detail = f"{type(error).__name__}: {error}"
+        if last_line:
+            detail += f" (after unit {last_line}; the rest of the file was not read)"
+        yield _bad(last_line + 1 if last_line else 0, "read.unreadable_file", detail, None)
+
+
+def _file_units(
+    input_file: InputFile, file_type: str, limit: int, text_unit: TextUnit, delimiter: str
+) -> Iterator[Unit]:
+    filesystem, path = open_filesystem(input_file.uri)
+    extension, compression = split_extension(input_file.uri)
+    kind = EXTENSION_TYPES.get(extension) if file_type == "auto" else file_type
+    if kind == "parquet":
+        yield from _parquet_units(filesystem, path)
+        return
+    with filesystem.open_input_stream(path, compression=compression) as stream:
+        chunks = _Chunks(stream)
+        kind = kind or _sniff(chunks.head)
+        if kind != "parquet" and _looks_binary(chunks.head):
+            detail = "NUL or mostly non-text bytes in the first 8 KiB"
+            yield _bad(0, "read.binary_file", detail, chunks.head)
+            return
+        if kind == "parquet":
+            yield from _parquet_units(filesystem, path)
+            return
+        if kind == "json" and _looks_like_json_lines(chunks.head):
+            kind = "jsonl"
+        readers = {
+            "jsonl": lambda: _jsonl_units(chunks, limit),
+            "json": lambda: _json_units(chunks, limit),
+            "csv": lambda: _csv_units(chunks, limit, _delimiter(extension, delimiter)),
+            "text": lambda: _text_units(chunks, limit, text_unit),
+        }
+        yield from readers[kind]()
+        if not chunks.content_seen:
+            yield _bad(0, "read.empty_file", "the file has no bytes other than whitespace", "")
+
+
+class _Chunks:
+    """The decompressed bytes of one file in chunks; the first is kept for sniffing."""
+
+    def __init__(self, stream: pa.NativeFile) -> None:
+        self.stream = stream
+        self.head = stream.read(CHUNK_BYTES).removeprefix(codecs.BOM_UTF8)
+        self.content_seen = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunk = self.head
+        while chunk:
+            self.content_seen = self.content_seen or bool(chunk.strip())
+            yield chunk
+            chunk = self.stream.read(CHUNK_BYTES)
+
+
+def _bad(line: int, reason: str, detail: str, raw: bytes | str | None) -> Unit:
+    if isinstance(raw, bytes):
+        raw = raw[: RAW_CHARS * 4].decode("utf-8", errors="replace")
+    elif raw is not None:
+        raw = raw.encode("utf-8", "surrogateescape").decode("utf-8", errors="replace")
+    return Unit(line, None, (reason, detail), None if raw is None else raw[:RAW_CHARS])
+
+
+def _looks_binary(head: bytes) -> bool:
+    sample = head[:SNIFF_BYTES]
+    if b"\x00" in sample:
+        return True
+    text = sample.decode("utf-8", errors="replace")
+    return bool(text) and len(_NON_TEXT.findall(text)) > 0.3 * len(text)
+
+
+def _sniff(head: bytes) -> str:
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    start = head.lstrip()[:1]
+    return "json" if start in (b"[", b"{") else "text"
+
+
+def _looks_like_json_lines(head: bytes) -> bool:
+    """A .json file whose first line is a whole object: read it as JSON Lines.
+
+    Same records as reading concatenated values, but a broken line then costs only itself.
+    """
+    lines = head.lstrip().split(b"\n", 1)
+    try:
+        return len(lines) == 2 and isinstance(json.loads(lines[0]), dict)
+    except ValueError:
+        return False
+
+
+def _delimiter(extension: str, configured: str) -> str:
+    return "\t" if extension == ".tsv" and configured == "," else configured
+
+
+class _Line(NamedTuple):
+    number: int
+    data: bytes  # the line without its newline, or only its head when it is too large
+    size: int
+
+
+def _lines(chunks: Iterable[bytes], limit: int) -> Iterator[_Line]:
+    number, pending, oversize = 0, b"", 0
+    for chunk in chunks:
+        parts = chunk.split(b"\n")
+        for index, part in enumerate(parts):
+            if oversize:
+                oversize += len(part)
+            else:
+                pending += part
+                if len(pending) > limit:
+                    # Keep only what quarantine shows; skip the rest of the line as it streams.
+                    oversize, pending = len(pending), pending[: RAW_CHARS * 4]
+            if index == len(parts) - 1:
+                break
+            number += 1
+            yield _Line(number, pending.rstrip(b"\r"), oversize or len(pending))
+            pending, oversize = b"", 0
+    if pending or oversize:
+        yield _Line(number + 1, pending.rstrip(b"\r"), oversize or len(pending))
+
+
+def _too_large(number: int, size: int, limit: int, head: bytes | str) -> Unit:
+    return _bad(number, "read.record_too_large", f"{size} bytes > max_record_bytes {limit}", head)
+
+
+def _jsonl_units(chunks: Iterable[bytes], limit: int) -> Iterator[Unit]:
+    for line in _lines(chunks, limit):
+        if line.size > limit:
+            yield _too_large(line.number, line.size, limit, line.data)
+        elif line.data.strip():
+            yield _json_line(line)
+
+
+def _json_line(line: _Line) -> Unit:
+    number, data = line.number, line.data
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        return _bad(number, "read.invalid_utf8", f"byte {error.start}: {error.reason}", data)
+    except json.JSONDecodeError as error:
+        return _bad(number, "read.invalid_json", f"{error.msg} at column {error.colno}", data)
+    if not isinstance(value, dict):
+        return _bad(number, "read.not_an_object", f"a JSON {type(value).__name__}", data)
+    if _has_lone_surrogate(data.decode("utf-8"), value):
+        return _bad(number, "read.invalid_utf8", _LONE_SURROGATE, data)
+    return Unit(number, value)
+
+
+def _has_lone_surrogate(text: str, value: Any) -> bool:
+    """JSON may escape half a surrogate pair, which no UTF-8 writer downstream accepts."""
+    if not _SURROGATE_ESCAPE.search(text):
+        return False
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _text_units(chunks: Iterable[bytes], limit: int, text_unit: TextUnit) -> Iterator[Unit]:
+    block: list[bytes] = []
+    start = size = 0
+    for line in _lines(chunks, limit):
+        blank = line.size <= limit and not line.data.strip()
+        # A blank line ends a paragraph; in a whole file only leading blank lines are dropped.
+        if blank and (text_unit != "file" or not block):
+            if block:
+                yield _text_block(start, block, size, limit)
+            block, size = [], 0
+            continue
+        start = start if block else line.number
+        size += line.size + (1 if block else 0)
+        block.append(line.data)
+        if size > limit:
+            block = [b"\n".join(block)[: RAW_CHARS * 4]]
+        if text_unit == "line":
+            yield _text_block(start, block, size, limit)
+            block, size = [], 0
+    if block:
+        yield _text_block(start, block, size, limit)
+
+
+def _text_block(start: int, block: list[bytes], size: int, limit: int) -> Unit:
+    data = b"\n".join(block)
+    if size > limit:
+        return _too_large(start, size, limit, data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = start + data.count(b"\n", 0, error.start)
+        return _bad(start, "read.invalid_utf8", f"line {line}: {error.reason}", data)
+    return Unit(start, text.strip())
+
+
+def _csv_units(chunks: Iterable[bytes], limit: int, delimiter: str) -> Iterator[Unit]:
+    oversized: list[_Line] = []
+
+    def decoded() -> Iterator[str]:
+        for line in _lines(chunks, limit):
+            if line.size > limit:
+                oversized.append(line)
+            else:
+                yield line.data.decode("utf-8", errors="surrogateescape") + "\n"
+
+    # One quoted field may span lines, so the csv module's own cap must allow a full record.
+    csv.field_size_limit(max(csv.field_size_limit(), limit))
+    reader = csv.reader(decoded(), delimiter=delimiter)
+    header: list[str] | None = None
+    row_number = 0
+    while True:
+        try:
+            row = next(reader, None)
+        except csv.Error as error:
+            row_number += 1
+            yield _bad(row_number, "read.invalid_csv_row", f"line {reader.line_num}: {error}", "")
+            continue
+        for line in oversized:
+            row_number += 1
+            yield _too_large(row_number, line.size, limit, line.data)
+        oversized.clear()
+        if row is None:
+            return
+        if not any(field.strip() for field in row):
+            continue
+        if header is None:
+            header = _unique_names(row)
+            continue
+        row_number += 1
+        yield _csv_row(row_number, reader.line_num, header, row, delimiter)
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return unique
+
+
+def _csv_row(number: int, line: int, header: list[str], row: list[str], delimiter: str) -> Unit:
+    text = delimiter.join(row)
+    if len(row) != len(header):
+        detail = f"line {line}: {len(row)} fields, the header has {len(header)}"
+        return _bad(number, "read.invalid_csv_row", detail, text)
+    if _SURROGATE.search(text):
+        return _bad(number, "read.invalid_utf8", f"line {line}: not valid UTF-8", text)
+    return Unit(number, dict(zip(header, row, strict=True)))
+
+
+def _parquet_units(filesystem: pafs.FileSystem, path: str) -> Iterator[Unit]:
+    with filesystem.open_input_file(path) as handle:
+        number = 0
+        for batch in pq.ParquetFile(handle).iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                number += 1
+                yield Unit(number, _plain(row))
+
+
+def _plain(value: Any) -> Any:
+    """Parquet values as JSON-able data, so unconsumed columns can travel in ``meta``."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    return str(value) if isinstance(value, Decimal) else value
+
+
+def _json_units(chunks: Iterable[bytes], limit: int) -> Iterator[Unit]:
+    for piece in split_json_values(chunks, limit):
+        if piece.problem == "broken":
+            yield _bad(piece.line, "read.invalid_json", piece.detail, piece.text)
+        elif piece.problem == "too_large" or len(piece.text) > limit:
+            detail = piece.detail or f"{len(piece.text)} chars > max_record_bytes {limit}"
+            yield _bad(piece.line, "read.record_too_large", detail, piece.text)
+        elif _SURROGATE.search(piece.text):
+            yield _bad(piece.line, "read.invalid_utf8", "not valid UTF-8", piece.text)
+        elif not isinstance(piece.value, dict):
+            kind = type(piece.value).__name__
+            yield _bad(piece.line, "read.not_an_object", f"a JSON {kind}", piece.text)
+        elif _has_lone_surrogate(piece.text, piece.value):
+            yield _bad(piece.line, "read.invalid_utf8", _LONE_SURROGATE, piece.text)
+        else:
+            yield Unit(piece.line, piece.value)
