@@ -195,7 +195,9 @@ def map_texts(batch: pa.Table, edit: Callable[[str], str]) -> pa.Table:
     tools = batch.column("tools").to_pylist()
     ids = [
         record_id(system, turns, context, tool)
-        for system, turns, context, tool in zip(systems, conversations, contexts, tools, strict=True)
+        for system, turns, context, tool in zip(
+            systems, conversations, contexts, tools, strict=True
+        )
     ]
     replaced = {
         "system": pa.array(systems, pa.string()),
@@ -204,5 +206,9 @@ def map_texts(batch: pa.Table, edit: Callable[[str], str]) -> pa.Table:
         "id": pa.array(ids, pa.string()),
     }
     for name, column in replaced.items():
-        batch = batch.set_column(batch.schema.get_field_index(name), name, column)
+        # The schema's own field keeps non-null flags, so edited rows still concatenate with
+        # the untouched dropped rows of the same batch.
+        batch = batch.set_column(
+            batch.schema.get_field_index(name), FLOW_SCHEMA.field(name), column
+        )
     return batch
