@@ -18,11 +18,28 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import Annotated, Any, ClassVar, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
+
+
+class PathMarker:
+    """Marks a config field as a file path, so the recipe loader can make it absolute."""
+
+
+# A path in a stage config (blocklists, models). Relative paths are resolved against the
+# directory the user ran from, before the config travels to workers whose cwd differs.
+FilePath = Annotated[str, PathMarker()]
+
+
+def path_fields(model: type[BaseModel]) -> list[str]:
+    return [
+        name
+        for name, info in model.model_fields.items()
+        if any(isinstance(item, PathMarker) for item in info.metadata)
+    ]
 
 
 class StageConfig(BaseModel):
@@ -102,7 +119,10 @@ class Stage(ABC):
             raise TypeError(f"{type(self).__name__} needs {self.Config.__name__}, got {config!r}")
         self.config = config
 
-    def resources(self) -> Resources:
+    @classmethod
+    def resources(cls, config: StageConfig) -> Resources:
+        """What the stage needs from Ray, from its config alone: the plan builder asks
+        before any worker exists, and must not load models on the driver to find out."""
         return Resources()
 
     def run(self, batch: pa.Table) -> tuple[pa.Table, StageCounts]:

@@ -1,0 +1,122 @@
+"""manifest.json (what was written) and stats.json (what happened), from a RunResult.
+
+The manifest holds no timestamps or timings, so two runs of the same input and recipe give
+the same manifest as well as the same shards; timings live in stats.json.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from pipeline.accounting import FATES, LENGTH_EDGES
+from pipeline.config import DataRecipe
+from pipeline.plan import RunResult
+from pipeline.read import open_filesystem
+from pipeline.registry import reason_owners
+from pipeline.writer import FATE_SCHEMAS
+
+MANIFEST_VERSION = 1
+TRACKED_PACKAGES = (
+    "instructflow",
+    "ray",
+    "pyarrow",
+    "pydantic",
+    "ftfy",
+    "py3langid",
+    "stopwordsiso",
+)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def build_manifest(recipe: DataRecipe, result: RunResult) -> dict[str, Any]:
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "recipe_name": recipe.name,
+        "recipe_sha256": recipe.fingerprint(),
+        "packages": package_versions(),
+        "schemas": {fate: [f"{f.name}: {f.type}" for f in FATE_SCHEMAS[fate]] for fate in FATES},
+        "rows": {fate: result.summary.rows[fate] for fate in FATES},
+        "shards": result.shards,
+    }
+
+
+def stage_funnel(recipe: DataRecipe, result: RunResult) -> list[dict[str, Any]]:
+    """in/out/dropped per stage from the data; timing and edit counts from the workers."""
+    owners = reason_owners()
+    total = sum(result.read_per_file.values())
+    quarantined = result.summary.rows["quarantine"]
+    funnel = [
+        {
+            "stage": "ingest",
+            "in": total,
+            "out": total - quarantined,
+            "dropped": {},
+            "quarantined": quarantined,
+            "modified": {},
+            "seconds": None,
+        }
+    ]
+    alive = total - quarantined
+    for position, spec in enumerate(recipe.stages):
+        dropped = {
+            reason: count
+            for reason, count in sorted(result.summary.reasons.items())
+            if owners.get(reason) == spec.name
+        }
+        counts = result.stage_counts.get(position, {})
+        funnel.append(
+            {
+                "stage": spec.name,
+                "enabled": spec.config.enabled,
+                "in": alive,
+                "out": alive - sum(dropped.values()),
+                "dropped": dropped,
+                "modified": counts.get("modified", {}),
+                "seconds": counts.get("seconds"),
+            }
+        )
+        alive -= sum(dropped.values())
+    return funnel
+
+
+def build_stats(recipe: DataRecipe, result: RunResult) -> dict[str, Any]:
+    summary = result.summary
+    total = sum(result.read_per_file.values())
+    return {
+        "recipe_name": recipe.name,
+        "recipe_sha256": recipe.fingerprint(),
+        "conservation": {
+            "input": total,
+            **{fate: summary.rows[fate] for fate in FATES},
+            "balanced": total == sum(summary.rows[fate] for fate in FATES),
+        },
+        "input_files": len(result.read_per_file),
+        "bytes": {fate: summary.bytes[fate] for fate in FATES},
+        "stages": stage_funnel(recipe, result),
+        "drop_reasons": dict(sorted(summary.reasons.items())),
+        "mix": {column: dict(counts.most_common()) for column, counts in summary.mix.items()},
+        "length_histograms": {"edges": LENGTH_EDGES, **summary.lengths},
+        "samples": {
+            group: [row for _, row in rows] for group, rows in sorted(summary.samples.items())
+        },
+        "seconds": {name: round(value, 3) for name, value in result.seconds.items()},
+    }
+
+
+def write_json(output_path: str, name: str, payload: dict[str, Any]) -> str:
+    filesystem, path = open_filesystem(posixpath.join(output_path, name))
+    with filesystem.open_output_stream(path) as stream:
+        stream.write(json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=False).encode())
+    return path

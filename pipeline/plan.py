@@ -1,0 +1,253 @@
+"""The one plan builder: a validated recipe becomes a Ray Data graph, run end to end.
+
+    input files --(read+convert, fused)--> stage chains --materialize--> summaries
+        --> shard keys --> groupby(fate/shard) --> one Parquet file per shard
+
+Consecutive stages with the same resource needs run as one chain inside one Ray Data
+operator, so records cross the object store once per chain, not once per stage. Only the
+stage itself declares what it needs (``Stage.resources``); this module reads it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import pyarrow as pa
+import ray
+from pydantic import ValidationError
+
+from pipeline.accounting import Summary, check_conservation, summarize_batch
+from pipeline.config import DataRecipe, StageSpec
+from pipeline.ingest import InputConfig, ingest_file
+from pipeline.read import InputFile, list_input_files
+from pipeline.registry import stage_class
+from pipeline.stage import Resources, StageCounts
+from pipeline.writer import (
+    SHARD_KEY,
+    WRITE_RESULT_SCHEMA,
+    assign_shards,
+    shard_counts,
+    write_missing_shards,
+    write_shard,
+)
+
+
+class StageFailure(RuntimeError):
+    """A stage raised on a batch: names the stage and the files the batch came from."""
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line: Ray passes worker errors on as text, line by line."""
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_url=False)
+        )
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+@ray.remote(num_cpus=0)
+class Tally:
+    """Collects what only workers can see: reader counts per file and per-stage timing.
+
+    File counts are set, not added, so a retried read task cannot count a file twice.
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, int] = {}
+        self.stages: dict[int, StageCounts] = {}
+
+    def file_read(self, uri: str, records: int) -> None:
+        self.files[uri] = records
+
+    def stage_ran(self, position: int, counts: dict[str, Any]) -> None:
+        previous = self.stages.get(position, StageCounts())
+        self.stages[position] = previous + StageCounts.from_dict(counts)
+
+    def snapshot(self) -> tuple[dict[str, int], dict[int, dict[str, Any]]]:
+        return self.files, {pos: counts.to_dict() for pos, counts in self.stages.items()}
+
+
+def read_files(
+    batch: pa.Table, *, inputs: list[dict[str, Any]], seed: int, batch_rows: int, tally: Any
+) -> Any:
+    """Ray Data UDF: for each input file in ``batch``, stream its records as FLOW batches."""
+    for uri, size, index in zip(
+        batch.column("uri").to_pylist(),
+        batch.column("size").to_pylist(),
+        batch.column("input_index").to_pylist(),
+        strict=True,
+    ):
+        config = InputConfig.model_validate(inputs[index])
+        records = 0
+        for table in ingest_file(
+            InputFile(uri=uri, size=size), config, seed=seed, batch_rows=batch_rows
+        ):
+            records += table.num_rows
+            yield table
+        ray.get(tally.file_read.remote(uri, records))
+
+
+class StageChain:
+    """Ray Data callable: a run of stages built once per worker, applied in order per batch."""
+
+    def __init__(self, specs: list[tuple[int, str, dict[str, Any]]], tally: Any) -> None:
+        self.tally = tally
+        self.stages = []
+        for position, name, options in specs:
+            cls = stage_class(name)
+            try:
+                self.stages.append((position, cls(cls.Config.model_validate(options))))
+            except Exception as error:  # e.g. a model or list file gone since validation
+                raise StageFailure(
+                    f"stage {name!r} could not start on worker: {one_line(error)}"
+                ) from error
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        for position, stage in self.stages:
+            try:
+                batch, counts = stage.run(batch)
+            except Exception as error:
+                files = sorted(set(batch.column("source_file").to_pylist()))[:3]
+                raise StageFailure(
+                    f"stage {stage.name!r} failed on a batch from {', '.join(files)}: "
+                    f"{one_line(error)}"
+                ) from error
+            ray.get(self.tally.stage_ran.remote(position, counts.to_dict()))
+        return batch
+
+
+@dataclass
+class RunResult:
+    summary: Summary
+    read_per_file: dict[str, int]
+    stage_counts: dict[int, dict[str, Any]]
+    shards: list[dict[str, Any]]
+    shards_per_fate: dict[str, int]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def input_files(recipe: DataRecipe) -> list[dict[str, Any]]:
+    """Every input file, listed on the driver (metadata only), in a deterministic order."""
+    rows = []
+    for index, source in enumerate(recipe.inputs):
+        for item in list_input_files(source.path):
+            rows.append({"uri": item.uri, "size": item.size, "input_index": index})
+    return rows
+
+
+def chains(specs: tuple[StageSpec, ...]) -> list[tuple[Resources, list[tuple[int, str, dict]]]]:
+    """Group consecutive stages with equal resource needs into one operator each."""
+    grouped: list[tuple[Resources, list[tuple[int, str, dict]]]] = []
+    for position, spec in enumerate(specs):
+        if not spec.config.enabled:
+            continue
+        needs = stage_class(spec.name).resources(spec.config)
+        entry = (position, spec.name, spec.config.model_dump(mode="json"))
+        if grouped and grouped[-1][0] == needs:
+            grouped[-1][1].append(entry)
+        else:
+            grouped.append((needs, [entry]))
+    return grouped
+
+
+def build_dataset(recipe: DataRecipe, files: list[dict[str, Any]], tally: Any) -> ray.data.Dataset:
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    workers = recipe.run.max_workers or max(1, cpus)
+    dataset = ray.data.from_items(files, override_num_blocks=max(1, len(files)))
+    dataset = dataset.map_batches(
+        read_files,
+        batch_size=1,
+        batch_format="pyarrow",
+        fn_kwargs={
+            "inputs": [item.model_dump(mode="json") for item in recipe.inputs],
+            "seed": recipe.seed,
+            "batch_rows": recipe.run.batch_rows,
+            "tally": tally,
+        },
+    )
+    for needs, specs in chains(recipe.stages):
+        dataset = dataset.map_batches(
+            StageChain,
+            fn_constructor_kwargs={"specs": specs, "tally": tally},
+            batch_size=needs.batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(
+                min_size=needs.concurrency or 1, max_size=needs.concurrency or workers
+            ),
+            num_cpus=needs.num_cpus,
+            num_gpus=needs.num_gpus or None,
+        )
+    return dataset
+
+
+def execute(recipe: DataRecipe, output_path: str) -> RunResult:
+    """Run the recipe on the connected Ray cluster and write shards under ``output_path``."""
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    files = input_files(recipe)
+    tally = Tally.remote()
+    processed = build_dataset(recipe, files, tally).materialize()
+    seconds["process"] = time.perf_counter() - started
+
+    summary = Summary()
+    summaries = processed.map_batches(summarize_batch, batch_format="pyarrow", batch_size=None)
+    for row in summaries.iter_rows():
+        summary.merge(Summary.from_json(row["summary"]))
+    shards_per_fate = shard_counts(summary.bytes, summary.rows, recipe.output.shard_target_bytes)
+    seconds["summarize"] = time.perf_counter() - started - seconds["process"]
+
+    results = write_all(processed, recipe, output_path, shards_per_fate)
+    seconds["write"] = time.perf_counter() - started - seconds["process"] - seconds["summarize"]
+
+    read_per_file, stage_counts = ray.get(tally.snapshot.remote())
+    written = {
+        fate: sum(r["rows"] for r in results if r["fate"] == fate) for fate in shards_per_fate
+    }
+    check_conservation(read_per_file, summary, written)
+    return RunResult(summary, read_per_file, stage_counts, results, shards_per_fate, seconds)
+
+
+def write_all(
+    processed: ray.data.Dataset,
+    recipe: DataRecipe,
+    output_path: str,
+    shards_per_fate: dict[str, int],
+) -> list[dict[str, Any]]:
+    total_shards = sum(shards_per_fate.values())
+    if processed.count() == 0:
+        return write_missing_shards(
+            [],
+            shards_per_fate,
+            output_path,
+            recipe.output.compression,
+            recipe.output.row_group_rows,
+        )
+    keyed = processed.map_batches(
+        partial(assign_shards, shards_per_fate=shards_per_fate), batch_format="pyarrow"
+    )
+    written = keyed.groupby(SHARD_KEY, num_partitions=max(1, min(total_shards, 64))).map_groups(
+        partial(
+            write_shard,
+            output_path=output_path,
+            shards_per_fate=shards_per_fate,
+            compression=recipe.output.compression,
+            row_group_rows=recipe.output.row_group_rows,
+        ),
+        batch_format="pyarrow",
+    )
+    # One small row per shard: bounded by the shard count, not the corpus.
+    results = [row for row in written.iter_rows()]
+    results += write_missing_shards(
+        results,
+        shards_per_fate,
+        output_path,
+        recipe.output.compression,
+        recipe.output.row_group_rows,
+    )
+    return sorted(results, key=lambda r: (r["fate"], r["shard"]))
+
+
+__all__ = ["RunResult", "StageFailure", "WRITE_RESULT_SCHEMA", "execute"]

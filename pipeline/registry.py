@@ -1,0 +1,54 @@
+"""Every stage a recipe may name, by its recipe key. An explicit list: no import magic."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pipeline.stage import Stage
+
+
+@cache
+def _stages() -> dict[str, type[Stage]]:
+    # Imported here, not at module top, so `pipeline.config` can be imported by light tools
+    # (recipe validation) without paying for every stage's dependencies up front.
+    from pipeline.clean import CleanText
+    from pipeline.filters.blocklist import BlocklistFilter
+    from pipeline.filters.characters import CharacterRatioFilter
+    from pipeline.filters.copy import CopyFilter
+    from pipeline.filters.language import LanguageFilter
+    from pipeline.filters.length import LengthFilter
+    from pipeline.filters.refusal import RefusalFilter
+    from pipeline.filters.repetition import RepetitionFilter
+    from pipeline.filters.stopwords import StopwordFilter
+    from pipeline.pii import RedactPII
+
+    classes: list[type[Stage]] = [
+        CleanText,
+        RedactPII,
+        LanguageFilter,
+        LengthFilter,
+        RepetitionFilter,
+        CharacterRatioFilter,
+        StopwordFilter,
+        RefusalFilter,
+        CopyFilter,
+        BlocklistFilter,
+    ]
+    return {cls.name: cls for cls in classes}
+
+
+def stage_names() -> list[str]:
+    return list(_stages())
+
+
+def stage_class(name: str) -> type[Stage]:
+    return _stages()[name]
+
+
+def reason_owners() -> dict[str, str]:
+    """Each drop reason in the fixed vocabulary, mapped to the stage that owns it."""
+    owners = {}
+    for name, cls in _stages().items():
+        for reason in cls.drop_reasons:
+            owners[reason] = name
+    return owners

@@ -1,0 +1,177 @@
+"""Sharded Parquet output with deterministic names and byte-identical content.
+
+Every row gets a shard from a seeded hash of ``(id, source_file, source_line)``; the shard
+count per fate is ``ceil(content bytes / shard_target_bytes)``. A Ray Data groupby brings
+each shard's rows to one worker, which sorts them by that key and writes one file. Nothing
+depends on read order or batching, so the same input and recipe give the same bytes.
+Memory per writer is one shard, whatever the corpus size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import posixpath
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.accounting import FATES, fate_of, row_sort_key
+from pipeline.read import open_filesystem
+from pipeline.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA, REJECT_SCHEMA
+
+FATE_DIRECTORIES = {"output": "data", "rejects": "rejects", "quarantine": "quarantine"}
+FATE_SCHEMAS = {"output": RECORD_SCHEMA, "rejects": REJECT_SCHEMA, "quarantine": QUARANTINE_SCHEMA}
+SHARD_KEY = "_shard"
+WRITE_RESULT_SCHEMA = pa.schema(
+    [
+        ("fate", pa.string()),
+        ("shard", pa.int64()),
+        ("path", pa.string()),
+        ("rows", pa.int64()),
+        ("bytes", pa.int64()),
+        ("sha256", pa.string()),
+    ]
+)
+
+
+def shard_counts(
+    content_bytes: dict[str, int], rows: dict[str, int], target: int
+) -> dict[str, int]:
+    """Shards per fate: enough to keep each near the target size, at least one if any rows.
+
+    The output always has at least one shard, empty if need be, so that ``load_dataset`` and
+    ``read_parquet`` work on a run that kept nothing.
+    """
+    return {
+        fate: max(1, math.ceil(content_bytes.get(fate, 0) / target))
+        if rows.get(fate, 0) or fate == "output"
+        else 0
+        for fate in FATES
+    }
+
+
+def shard_name(fate: str, shard: int, total: int) -> str:
+    return f"{FATE_DIRECTORIES[fate]}/part-{shard:05d}-of-{total:05d}.parquet"
+
+
+def assign_shards(batch: pa.Table, shards_per_fate: dict[str, int]) -> pa.Table:
+    """Ray Data UDF: add the ``fate/shard`` group key each row is written under."""
+    fates = fate_of(batch.column("drop_reason")).to_pylist()
+    keys = row_sort_key(
+        batch.column("id").to_pylist(),
+        batch.column("source_file").to_pylist(),
+        batch.column("source_line").to_pylist(),
+    )
+    groups = [
+        f"{fate}/{key % shards_per_fate[fate]:05d}" for fate, key in zip(fates, keys, strict=True)
+    ]
+    return batch.append_column(SHARD_KEY, pa.array(groups, pa.string()))
+
+
+def write_shard(
+    group: pa.Table,
+    *,
+    output_path: str,
+    shards_per_fate: dict[str, int],
+    compression: str,
+    row_group_rows: int,
+) -> pa.Table:
+    """Ray Data map_groups UDF: sort one shard's rows and write them as one Parquet file."""
+    fate, shard_text = group.column(SHARD_KEY)[0].as_py().split("/")
+    shard = int(shard_text)
+    keys = row_sort_key(
+        group.column("id").to_pylist(),
+        group.column("source_file").to_pylist(),
+        group.column("source_line").to_pylist(),
+    )
+    # The hash is the primary order; the full key breaks the (astronomically rare) ties.
+    order_table = pa.table(
+        {
+            "key": pa.array(keys, pa.uint64()),
+            "id": group.column("id"),
+            "file": group.column("source_file"),
+            "line": group.column("source_line"),
+        }
+    )
+    order = pc.sort_indices(
+        order_table,
+        sort_keys=[
+            ("key", "ascending"),
+            ("id", "ascending"),
+            ("file", "ascending"),
+            ("line", "ascending"),
+        ],
+    )
+    table = group.take(order).select(FATE_SCHEMAS[fate].names).cast(FATE_SCHEMAS[fate])
+    relative = shard_name(fate, shard, shards_per_fate[fate])
+    digest, size = write_table(
+        table, posixpath.join(output_path, relative), compression, row_group_rows
+    )
+    return pa.Table.from_pylist(
+        [
+            {
+                "fate": fate,
+                "shard": shard,
+                "path": relative,
+                "rows": table.num_rows,
+                "bytes": size,
+                "sha256": digest,
+            }
+        ],
+        schema=WRITE_RESULT_SCHEMA,
+    )
+
+
+def write_table(
+    table: pa.Table, uri: str, compression: str, row_group_rows: int
+) -> tuple[str, int]:
+    """Write deterministically (no timestamps) and return the file's sha256 and size."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table,
+        sink,
+        compression=None if compression == "none" else compression,
+        row_group_size=row_group_rows,
+        write_statistics=True,
+    )
+    payload = sink.getvalue()
+    filesystem, path = open_filesystem(uri)
+    filesystem.create_dir(posixpath.dirname(path), recursive=True)
+    with filesystem.open_output_stream(path) as stream:
+        stream.write(payload)
+    return hashlib.sha256(payload).hexdigest(), payload.size
+
+
+def write_missing_shards(
+    results: list[dict[str, Any]],
+    shards_per_fate: dict[str, int],
+    output_path: str,
+    compression: str,
+    row_group_rows: int,
+) -> list[dict[str, Any]]:
+    """Hashing can leave a shard empty; write it anyway so part-i-of-n names have no gaps."""
+    present = {(r["fate"], r["shard"]) for r in results}
+    added = []
+    for fate, total in shards_per_fate.items():
+        for shard in range(total):
+            if (fate, shard) in present:
+                continue
+            relative = shard_name(fate, shard, total)
+            empty = FATE_SCHEMAS[fate].empty_table()
+            digest, size = write_table(
+                empty, posixpath.join(output_path, relative), compression, row_group_rows
+            )
+            added.append(
+                {
+                    "fate": fate,
+                    "shard": shard,
+                    "path": relative,
+                    "rows": 0,
+                    "bytes": size,
+                    "sha256": digest,
+                }
+            )
+    return added
