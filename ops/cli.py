@@ -1,0 +1,138 @@
+"""The ``instructflow`` command line. Parses arguments and calls ops; holds no stage logic."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import posixpath
+import sys
+from collections.abc import Sequence
+
+from pipeline.config import RecipeError
+
+
+def _data_validate(args: argparse.Namespace) -> int:
+    from ops.recipe import load_recipe, preflight
+
+    recipe = load_recipe(args.recipe, args.set)
+    if not args.no_preflight:
+        preflight(recipe, args.recipe, overwrite=True)
+    print(
+        f"{args.recipe}: valid ({len(recipe.inputs)} inputs, {len(recipe.stages)} stages, "
+        f"output {recipe.output.path})"
+    )
+    return 0
+
+
+def _data_run(args: argparse.Namespace) -> int:
+    from ops.datarun import run_data
+
+    outcome = run_data(
+        args.recipe,
+        args.set,
+        address=args.address,
+        overwrite=args.overwrite,
+        progress_bars=False if args.no_progress else None,
+    )
+    conservation = outcome.stats["conservation"]
+    print(
+        f"\ninput {conservation['input']} -> output {conservation['output']}, "
+        f"rejects {conservation['rejects']}, quarantine {conservation['quarantine']}"
+    )
+    print(f"shards:  {posixpath.join(outcome.output_path, 'data')}/")
+    print(f"report:  {posixpath.join(outcome.output_path, 'report.html')}")
+    print(f"inspect: instructflow data inspect {outcome.output_path}")
+    return 0
+
+
+def _data_inspect(args: argparse.Namespace) -> int:
+    from ops.report import terminal_summary
+    from pipeline.read import open_filesystem
+
+    documents = {}
+    for name in ("stats.json", "manifest.json"):
+        filesystem, path = open_filesystem(posixpath.join(args.output, name))
+        try:
+            with filesystem.open_input_stream(path) as stream:
+                documents[name] = json.loads(stream.read())
+        except FileNotFoundError:
+            print(
+                f"{args.output}: no {name}; is this the output of `instructflow data run`?",
+                file=sys.stderr,
+            )
+            return 2
+    print(terminal_summary(documents["stats.json"], documents["manifest.json"]))
+    return 0
+
+
+def _bench_pipeline(args: argparse.Namespace) -> int:
+    from ops.bench import bench_pipeline
+
+    bench_pipeline(records=args.records, cpus=args.cpus, workdir=args.workdir, seed=args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="instructflow", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="the data engine").add_subparsers(
+        dest="action", required=True
+    )
+    validate = data.add_parser("validate", help="validate a recipe without running it")
+    validate.add_argument("recipe")
+    validate.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    validate.add_argument(
+        "--no-preflight", action="store_true", help="check the recipe's shape only, not its paths"
+    )
+    validate.set_defaults(handler=_data_validate)
+
+    run = data.add_parser("run", help="run a recipe on Ray")
+    run.add_argument("recipe")
+    run.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    run.add_argument("--overwrite", action="store_true", help="replace a previous run's output")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.set_defaults(handler=_data_run)
+
+    inspect = data.add_parser("inspect", help="summarise a finished run in the terminal")
+    inspect.add_argument("output")
+    inspect.set_defaults(handler=_data_inspect)
+
+    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(
+        dest="action", required=True
+    )
+    pipeline_bench = bench.add_parser("pipeline", help="whole-pipeline throughput and Ray overhead")
+    pipeline_bench.add_argument("--records", type=int, default=100_000)
+    pipeline_bench.add_argument(
+        "--cpus",
+        type=int,
+        nargs="+",
+        default=None,
+        help="Ray CPU counts to measure (default: 1 and all cores)",
+    )
+    pipeline_bench.add_argument("--workdir", default="out/bench")
+    pipeline_bench.add_argument("--seed", type=int, default=0)
+    pipeline_bench.set_defaults(handler=_bench_pipeline)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except RecipeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # the clear one-line cause instead of a worker traceback
+        from ops.datarun import PipelineError
+        from pipeline.accounting import ConservationError
+
+        if isinstance(error, PipelineError | ConservationError):
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Recipe files: YAML -> ``--set`` overrides -> validated DataRecipe -> pre-flight checks.
+
+Everything here runs before Ray starts, so a bad recipe costs milliseconds and names the
+file, the key path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+import yaml
+
+from pipeline.config import DataRecipe, Problem, RecipeError, parse_recipe
+from pipeline.read import InputNotFound, list_input_files, open_filesystem
+from pipeline.stage import path_fields
+
+# What a finished or interrupted run leaves in its output directory; --overwrite removes
+# only these, so pointing the output at the wrong directory cannot delete a user's files.
+RUN_ARTEFACTS = (
+    "data",
+    "rejects",
+    "quarantine",
+    "manifest.json",
+    "stats.json",
+    "report.html",
+    "recipe.yaml",
+    "_RUNNING",
+)
+
+
+def load_yaml(path: str) -> Any:
+    file = Path(path)
+    if not file.is_file():
+        raise RecipeError(
+            [Problem(path="(file)", message="recipe file not found", value=path)], path
+        )
+    try:
+        return yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise RecipeError([Problem(path="(yaml)", message=str(error))], path) from None
+
+
+def apply_overrides(data: Any, overrides: list[str], source: str) -> Any:
+    """Apply ``key.path=value`` overrides. Values parse as YAML (numbers, lists, booleans).
+
+    Inside ``stages`` a path step may be a stage name instead of an index:
+    ``stages.length.min_response_chars=5``.
+    """
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key:
+            raise RecipeError(
+                [Problem(path="--set", message="expected key.path=value", value=override)], source
+            )
+        value = yaml.safe_load(raw) if raw else ""
+        _set_path(data, key.split("."), value, override, source)
+    return data
+
+
+def _set_path(data: Any, steps: list[str], value: Any, override: str, source: str) -> None:
+    node = data
+    for step in steps[:-1]:
+        node = _child(node, step, override, source)
+    last = steps[-1]
+    if isinstance(node, dict):
+        node[last] = value
+    elif isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        node[int(last)] = value
+    else:
+        raise RecipeError(
+            [Problem(path=override, message="no such key to set", value=last)], source
+        )
+
+
+def _child(node: Any, step: str, override: str, source: str) -> Any:
+    if isinstance(node, dict):
+        if node.get(step) is None:
+            node[step] = {}
+        return node[step]
+    if isinstance(node, list):
+        if step.isdigit() and int(step) < len(node):
+            return node[int(step)]
+        for index, entry in enumerate(node):  # a stage addressed by its name
+            if entry == step:
+                node[index] = entry = {step: {}}
+            if isinstance(entry, dict) and step in entry:
+                if entry[step] is None:
+                    entry[step] = {}
+                return entry[step]
+    raise RecipeError(
+        [Problem(path=override, message="no list item or key with that name", value=step)], source
+    )
+
+
+def load_recipe(path: str, overrides: list[str] | None = None) -> DataRecipe:
+    data = apply_overrides(load_yaml(path), overrides or [], path)
+    recipe = parse_recipe(data, source=path)
+    return _resolve_relative_paths(recipe)
+
+
+def _resolve_relative_paths(recipe: DataRecipe) -> DataRecipe:
+    """Relative input/output paths are relative to the current directory, as on a shell.
+
+    Kept as written; only made absolute so Ray workers (whose cwd differs) see the same file.
+    """
+
+    def absolute(path: str) -> str:
+        return path if "://" in path or path.startswith("/") else str(Path(path).resolve())
+
+    inputs = tuple(
+        item.model_copy(
+            update={
+                "path": absolute(item.path),
+                "templates": tuple(absolute(t) for t in item.templates),
+            }
+        )
+        for item in recipe.inputs
+    )
+    output = recipe.output.model_copy(update={"path": absolute(recipe.output.path)})
+    stages = tuple(
+        spec.model_copy(
+            update={
+                "config": spec.config.model_copy(
+                    update={
+                        name: absolute(getattr(spec.config, name))
+                        for name in path_fields(type(spec.config))
+                    }
+                )
+            }
+        )
+        for spec in recipe.stages
+    )
+    return recipe.model_copy(update={"inputs": inputs, "output": output, "stages": stages})
+
+
+def preflight(recipe: DataRecipe, source: str, overwrite: bool) -> None:
+    """Inputs exist and the output is writable (and empty, unless --overwrite)."""
+    problems = []
+    for index, item in enumerate(recipe.inputs):
+        try:
+            list_input_files(item.path)
+        except InputNotFound as error:
+            problems.append(
+                Problem(path=f"inputs[{index}].path", message=str(error), value=item.path)
+            )
+    problems.extend(_check_output(recipe.output.path, overwrite))
+    if problems:
+        raise RecipeError(problems, source)
+
+
+def _check_output(path: str, overwrite: bool) -> list[Problem]:
+    where = "output.path"
+    try:
+        filesystem, root = open_filesystem(path)
+        info = filesystem.get_file_info(root)
+        if info.type == pafs.FileType.File:
+            return [Problem(path=where, message="is a file; expected a directory", value=path)]
+        if info.type == pafs.FileType.Directory:
+            entries = [
+                posixpath.basename(e.path)
+                for e in filesystem.get_file_info(pafs.FileSelector(root))
+            ]
+            foreign = sorted(set(entries) - set(RUN_ARTEFACTS))
+            if entries and not overwrite:
+                return [
+                    Problem(
+                        path=where,
+                        message="is not empty; pass --overwrite to replace a previous run",
+                        value=path,
+                    )
+                ]
+            if foreign:
+                return [
+                    Problem(
+                        path=where,
+                        message="holds files that are not from an instructflow "
+                        f"run ({', '.join(foreign[:5])}); refusing to overwrite",
+                        value=path,
+                    )
+                ]
+        filesystem.create_dir(root, recursive=True)
+        probe = posixpath.join(root, f".write-probe-{uuid.uuid4().hex}")
+        with filesystem.open_output_stream(probe) as stream:
+            stream.write(b"ok")
+        filesystem.delete_file(probe)
+    except (OSError, ValueError) as error:
+        return [Problem(path=where, message=f"not writable: {error}", value=path)]
+    return []
+
+
+def clear_previous_run(path: str) -> None:
+    filesystem, root = open_filesystem(path)
+    for name in RUN_ARTEFACTS:
+        target = posixpath.join(root, name)
+        info = filesystem.get_file_info(target)
+        if info.type == pafs.FileType.Directory:
+            filesystem.delete_dir(target)
+        elif info.type == pafs.FileType.File:
+            filesystem.delete_file(target)

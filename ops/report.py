@@ -1,0 +1,180 @@
+"""Reports built from stats.json only: a self-contained report.html and a terminal summary."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from pipeline.read import open_filesystem  # noqa: E402
+
+MIX_SHOWN = 12
+
+
+def _png(figure: Any) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
+    plt.close(figure)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img alt="plot" src="data:image/png;base64,{encoded}">'
+
+
+def funnel_plot(stages: list[dict[str, Any]]) -> str:
+    figure, axis = plt.subplots(figsize=(8, 0.45 * len(stages) + 1))
+    names = [s["stage"] for s in stages][::-1]
+    axis.barh(names, [s["out"] for s in stages][::-1], color="#3b7dd8", label="kept")
+    axis.barh(
+        names,
+        [s["in"] - s["out"] for s in stages][::-1],
+        left=[s["out"] for s in stages][::-1],
+        color="#e07b39",
+        label="dropped / quarantined",
+    )
+    axis.set_xlabel("records")
+    axis.legend(loc="lower right")
+    axis.set_title("Stage funnel")
+    return _png(figure)
+
+
+def length_plot(histograms: dict[str, Any]) -> str:
+    edges = histograms["edges"]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    for axis, field in zip(axes, ("instruction", "response"), strict=True):
+        for fate, colour in (("output", "#3b7dd8"), ("rejects", "#e07b39")):
+            counts = histograms.get(f"{fate}.{field}")
+            if counts:
+                axis.step(range(len(edges)), counts, where="mid", color=colour, label=fate)
+        ticks = list(range(0, len(edges), 3))
+        axis.set_xticks(ticks, [str(edges[t]) for t in ticks], rotation=45)
+        axis.set_xlabel(f"{field} characters (log2 bins)")
+        axis.set_ylabel("records")
+        axis.legend()
+    return _png(figure)
+
+
+def mix_plot(mix: dict[str, dict[str, int]]) -> str:
+    columns = [c for c in ("language", "task", "source_format", "domain") if mix.get(c)]
+    if not columns:
+        return "<p>No records kept.</p>"
+    figure, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.2), squeeze=False)
+    for axis, column in zip(axes[0], columns, strict=True):
+        items = list(mix[column].items())[:MIX_SHOWN]
+        axis.bar([k or "(none)" for k, _ in items], [v for _, v in items], color="#3b7dd8")
+        axis.set_title(column)
+        axis.tick_params(axis="x", rotation=45)
+    return _png(figure)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _samples(samples: dict[str, list[dict[str, Any]]]) -> str:
+    parts = []
+    for group, rows in samples.items():
+        table_rows = [
+            [
+                r["source_file"].rsplit("/", 1)[-1],
+                r["source_line"],
+                r.get("language", ""),
+                r.get("instruction") or r.get("raw", ""),
+                r.get("response", ""),
+                r.get("drop_detail") or "",
+            ]
+            for r in rows
+        ]
+        parts.append(
+            f"<h3>{html.escape(group)}</h3>"
+            + _table(
+                ["file", "line", "lang", "instruction / raw", "response", "detail"], table_rows
+            )
+        )
+    return "".join(parts)
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;
+font-size:13px;vertical-align:top;max-width:420px;white-space:pre-wrap;word-break:break-word}
+th{background:#f0f0f0}"""
+
+
+def render_report(stats: dict[str, Any]) -> str:
+    conservation = stats["conservation"]
+    funnel_rows = [
+        [
+            s["stage"],
+            s["in"],
+            s["out"],
+            s["in"] - s["out"],
+            json.dumps(s.get("modified") or {}, ensure_ascii=False),
+            "" if s.get("seconds") is None else f"{s['seconds']:.2f}",
+        ]
+        for s in stats["stages"]
+    ]
+    total_dropped = max(1, sum(stats["drop_reasons"].values()))
+    reason_rows = [
+        [reason, count, f"{100 * count / total_dropped:.1f}%"]
+        for reason, count in stats["drop_reasons"].items()
+    ]
+    sources = list(stats["mix"].get("source_file", {}).items())[:MIX_SHOWN]
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>instructflow report: {html.escape(stats["recipe_name"])}</title>
+<style>{STYLE}</style></head><body>
+<h1>instructflow report: {html.escape(stats["recipe_name"])}</h1>
+<p>recipe sha256 <code>{stats["recipe_sha256"][:16]}</code>. Input {conservation["input"]} records
+from {stats["input_files"]} files: <b>{conservation["output"]}</b> kept, {conservation["rejects"]}
+rejected, {conservation["quarantine"]} quarantined. Conservation
+{"holds" if conservation["balanced"] else "BROKEN"}.</p>
+<h2>Stage funnel</h2>{funnel_plot(stats["stages"])}
+{_table(["stage", "in", "out", "dropped", "edits", "seconds"], funnel_rows)}
+<h2>Drop reasons</h2>{_table(["reason", "records", "share"], reason_rows)}
+<h2>Lengths</h2>{length_plot(stats["length_histograms"])}
+<h2>Mix of kept records</h2>{mix_plot(stats["mix"])}
+{_table(["source file", "records kept"], [[k, v] for k, v in sources])}
+<h2>Samples</h2>{_samples(stats["samples"])}
+</body></html>"""
+
+
+def write_report(stats: dict[str, Any], uri: str) -> None:
+    filesystem, path = open_filesystem(uri)
+    with filesystem.open_output_stream(path) as stream:
+        stream.write(render_report(stats).encode("utf-8"))
+
+
+def terminal_summary(stats: dict[str, Any], manifest: dict[str, Any]) -> str:
+    conservation = stats["conservation"]
+    lines = [
+        f"recipe {stats['recipe_name']} (sha256 {stats['recipe_sha256'][:12]})",
+        f"input {conservation['input']} records from {stats['input_files']} files -> "
+        f"output {conservation['output']}, rejects {conservation['rejects']}, "
+        f"quarantine {conservation['quarantine']} "
+        f"({'balanced' if conservation['balanced'] else 'NOT BALANCED'})",
+        "",
+        f"{'stage':<14}{'in':>9}{'out':>9}{'dropped':>9}{'seconds':>9}",
+    ]
+    for stage in stats["stages"]:
+        seconds = "" if stage.get("seconds") is None else f"{stage['seconds']:.2f}"
+        lines.append(
+            f"{stage['stage']:<14}{stage['in']:>9}{stage['out']:>9}"
+            f"{stage['in'] - stage['out']:>9}{seconds:>9}"
+        )
+    lines += ["", "drop reasons:"]
+    lines += [f"  {reason:<40}{count:>8}" for reason, count in stats["drop_reasons"].items()]
+    for column in ("language", "task", "source_format"):
+        shown = ", ".join(f"{k or '(none)'}={v}" for k, v in list(stats["mix"][column].items())[:8])
+        lines.append(f"{column}: {shown}")
+    lines += ["", "shards:"]
+    lines += [f"  {s['path']}  rows={s['rows']}  bytes={s['bytes']}" for s in manifest["shards"]]
+    return "\n".join(lines)

@@ -1,0 +1,27 @@
+"""Shared fixtures: one local Ray for the whole session (Ray's ray_start_regular_shared pattern)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+    from ray.data import DataContext
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False
+        )
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    yield ray
+    ray.shutdown()

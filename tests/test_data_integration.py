@@ -1,0 +1,224 @@
+"""The data engine end to end on one session-scoped local Ray."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from ops.datarun import PipelineError, run_data
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "examples" / "quickstart" / "recipe.yaml"
+
+
+@pytest.fixture(scope="module")
+def quickstart(ray_session, tmp_path_factory):
+    """The quickstart recipe, run once for this module into a temporary output directory."""
+    output = tmp_path_factory.mktemp("quickstart") / "out"
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # the recipe's paths are relative to the repo root, as in `make demo`
+    try:
+        outcome = run_data(str(QUICKSTART), [f"output.path={output}"], progress_bars=False)
+    finally:
+        os.chdir(cwd)
+    return outcome
+
+
+def test_quickstart_conserves_every_record(quickstart):
+    stats = json.loads((Path(quickstart.output_path) / "stats.json").read_text())
+    conservation = stats["conservation"]
+    assert conservation["balanced"]
+    assert (
+        conservation["input"]
+        == conservation["output"] + conservation["rejects"] + conservation["quarantine"]
+    )
+    assert conservation["output"] > 100 and conservation["rejects"] > 10
+    funnel = stats["stages"]
+    assert [s["stage"] for s in funnel][:3] == ["ingest", "clean", "pii"]
+    for before, after in zip(funnel, funnel[1:], strict=False):
+        assert after["in"] == before["out"]
+    assert funnel[-1]["out"] == conservation["output"]
+
+
+def test_quickstart_every_stage_visibly_acts(quickstart):
+    stats = quickstart.stats
+    reasons = stats["drop_reasons"]
+    for expected in (
+        "read.invalid_json",
+        "read.invalid_utf8",
+        "convert.missing_field",
+        "filter.language_not_allowed",
+        "filter.empty_response",
+        "filter.refusal",
+        "filter.repeated_ngrams",
+        "filter.blocklisted_term",
+    ):
+        assert reasons.get(expected, 0) > 0, (expected, reasons)
+    edits = {stage["stage"]: stage["modified"] for stage in stats["stages"]}
+    assert edits["clean"].get("clean.mojibake", 0) > 0
+    assert edits["clean"].get("clean.html", 0) > 0
+    assert edits["pii"].get("pii.email", 0) > 0 and edits["pii"].get("pii.phone", 0) > 0
+    assert set(stats["mix"]["language"]) == {"en", "zh"}
+    assert {"alpaca", "sharegpt", "messages", "qa", "text"} <= set(stats["mix"]["source_format"])
+
+
+def test_quickstart_output_is_clean_and_loadable(quickstart):
+    import datasets
+    import ray
+
+    data_dir = Path(quickstart.output_path) / "data"
+    loaded = datasets.load_dataset("parquet", data_dir=str(data_dir), split="train")
+    assert len(loaded) == quickstart.stats["conservation"]["output"]
+    assert ray.data.read_parquet(str(data_dir)).count() == len(loaded)
+    text = json.dumps(loaded[:], ensure_ascii=False)
+    for leaked in ("13812345678", "@example.com", "<|endoftext|>", "Ã©", "<p>"):
+        assert leaked not in text, leaked
+
+
+def test_manifest_checksums_and_rows_match_the_files(quickstart):
+    root = Path(quickstart.output_path)
+    manifest = json.loads((root / "manifest.json").read_text())
+    for shard in manifest["shards"]:
+        payload = (root / shard["path"]).read_bytes()
+        assert hashlib.sha256(payload).hexdigest() == shard["sha256"]
+        assert pq.ParquetFile(root / shard["path"]).metadata.num_rows == shard["rows"]
+    assert len([s for s in manifest["shards"] if s["fate"] == "output"]) > 1  # target size shards
+    assert manifest["recipe_sha256"] == quickstart.recipe.fingerprint()
+    assert manifest["packages"]["ray"] == "2.60.0"
+
+
+def test_quarantine_keeps_file_and_line(quickstart):
+    quarantine = pq.read_table(Path(quickstart.output_path) / "quarantine").to_pylist()
+    broken = [row for row in quarantine if row["source_file"].endswith("broken.jsonl")]
+    assert broken and all(row["source_line"] > 0 and row["raw"] is not None for row in broken)
+
+
+def test_report_and_inspect(quickstart):
+    report = (Path(quickstart.output_path) / "report.html").read_text()
+    assert report.count("data:image/png;base64,") >= 3
+    for section in ("Stage funnel", "Drop reasons", "Lengths", "Mix of kept records", "Samples"):
+        assert section in report
+    completed = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "data", "inspect", quickstart.output_path],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "balanced" in completed.stdout and "filter.refusal" in completed.stdout
+
+
+def test_same_input_and_recipe_give_byte_identical_shards(ray_session, quickstart, tmp_path):
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        again = run_data(
+            str(QUICKSTART),
+            [f"output.path={tmp_path / 'again'}", "run.batch_rows=37"],
+            progress_bars=False,
+        )
+    finally:
+        os.chdir(cwd)
+    first = json.loads((Path(quickstart.output_path) / "manifest.json").read_text())["shards"]
+    second = json.loads((Path(again.output_path) / "manifest.json").read_text())["shards"]
+    assert [(s["path"], s["sha256"]) for s in first] == [(s["path"], s["sha256"]) for s in second]
+
+
+def bad_inputs(directory: Path) -> None:
+    good = json.dumps(
+        {"instruction": "Name a primary colour.", "input": "", "output": "Red is one."}
+    )
+    (directory / "truncated.jsonl").write_text(
+        good + "\n" + '{"instruction": "Name a pri\n' + good + "\n"
+    )
+    (directory / "bad_utf8.jsonl").write_bytes(
+        good.encode() + b"\n" + b'{"instruction": "caf\xe9"}\n'
+    )
+    (directory / "missing.jsonl").write_text(
+        json.dumps({"instruction": "Only an instruction"}) + "\n"
+    )
+    huge = json.dumps({"instruction": "Summarise.", "input": "x" * 10_000_000, "output": "Long."})
+    (directory / "huge.jsonl").write_text(huge + "\n" + good + "\n")
+    (directory / "empty.jsonl").write_bytes(b"")
+    (directory / "binary.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 64)
+    with gzip.open(directory / "ok.jsonl.gz", "wt") as stream:
+        stream.write(good + "\n")
+
+
+def test_bad_input_ends_in_quarantine_never_a_crash(ray_session, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    bad_inputs(inputs)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "inputs": [{"path": str(inputs), "format": "alpaca"}],
+                "stages": [{"clean": {}}, {"length": {}}],
+                "output": {"path": str(tmp_path / "out")},
+                "run": {"progress_bars": False},
+            }
+        )
+    )
+    outcome = run_data(str(recipe))
+    reasons = outcome.stats["drop_reasons"]
+    assert reasons == {
+        "read.invalid_json": 1,
+        "read.invalid_utf8": 1,
+        "convert.missing_field": 1,
+        "read.record_too_large": 1,
+        "read.empty_file": 1,
+        "read.binary_file": 1,
+    }
+    assert outcome.stats["conservation"] == {
+        "input": 11,
+        "output": 5,
+        "rejects": 0,
+        "quarantine": 6,
+        "balanced": True,
+    }
+    quarantine = pq.read_table(tmp_path / "out" / "quarantine").to_pylist()
+    where = {(Path(r["source_file"]).name, r["drop_reason"]): r["source_line"] for r in quarantine}
+    assert where[("truncated.jsonl", "read.invalid_json")] == 2
+    assert where[("bad_utf8.jsonl", "read.invalid_utf8")] == 2
+    assert where[("huge.jsonl", "read.record_too_large")] == 1
+
+
+def test_a_stage_failing_on_a_worker_gives_a_clear_error(ray_session, tmp_path, monkeypatch):
+    (tmp_path / "in.jsonl").write_text(
+        json.dumps({"instruction": "Hi there", "output": "Hello!"}) + "\n"
+    )
+    blocklist = tmp_path / "blocklist.txt"
+    blocklist.write_text("forbidden\n")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "inputs": [{"path": str(tmp_path / "in.jsonl")}],
+                "stages": [{"blocklist": {"path": str(blocklist)}}],
+                "output": {"path": str(tmp_path / "out")},
+                "run": {"progress_bars": False},
+            }
+        )
+    )
+    from ops import datarun
+    from ops.recipe import load_recipe
+
+    loaded = load_recipe(str(recipe))  # valid now ...
+    blocklist.unlink()  # ... and gone by the time a worker starts the stage
+    monkeypatch.setattr(datarun, "load_recipe", lambda path, overrides: loaded)
+    with pytest.raises(PipelineError) as caught:
+        run_data(str(recipe))
+    message = str(caught.value)
+    assert "stage 'blocklist' could not start" in message and str(blocklist) in message
+    assert "Traceback" not in message
