@@ -38,22 +38,25 @@ def funnel_plot(stages: list[dict[str, Any]]) -> str:
         label="dropped / quarantined",
     )
     axis.set_xlabel("records")
-    axis.legend(loc="lower right")
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     axis.set_title("Stage funnel")
     return _png(figure)
 
 
 def length_plot(histograms: dict[str, Any]) -> str:
     edges = histograms["edges"]
+    series = {key: counts for key, counts in histograms.items() if key != "edges"}
+    occupied = [i for counts in series.values() for i, count in enumerate(counts) if count]
+    low, high = (min(occupied), max(occupied) + 1) if occupied else (0, len(edges))
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     for axis, field in zip(axes, ("instruction", "response"), strict=True):
         for fate, colour in (("output", "#3b7dd8"), ("rejects", "#e07b39")):
-            counts = histograms.get(f"{fate}.{field}")
+            counts = series.get(f"{fate}.{field}")
             if counts:
-                axis.step(range(len(edges)), counts, where="mid", color=colour, label=fate)
-        ticks = list(range(0, len(edges), 3))
-        axis.set_xticks(ticks, [str(edges[t]) for t in ticks], rotation=45)
-        axis.set_xlabel(f"{field} characters (log2 bins)")
+                axis.bar(range(low, high), counts[low:high], color=colour, alpha=0.6, label=fate)
+        axis.set_xticks(range(low, high), [f"<{edges[i] * 2}" if i else "0" for i in range(low, high)],
+                        rotation=45)
+        axis.set_xlabel(f"{field} characters")
         axis.set_ylabel("records")
         axis.legend()
     return _png(figure)

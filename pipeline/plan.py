@@ -21,9 +21,9 @@ from pydantic import ValidationError
 
 from pipeline.accounting import Summary, check_conservation, summarize_batch
 from pipeline.config import DataRecipe, StageSpec
-from pipeline.ingest import InputConfig, ingest_file
+from pipeline.ingest import INGEST_REASONS, InputConfig, ingest_file
 from pipeline.read import InputFile, list_input_files
-from pipeline.registry import stage_class
+from pipeline.registry import reason_owners, stage_class
 from pipeline.stage import Resources, StageCounts
 from pipeline.writer import (
     SHARD_KEY,
@@ -196,6 +196,9 @@ def execute(recipe: DataRecipe, output_path: str) -> RunResult:
     summaries = processed.map_batches(summarize_batch, batch_format="pyarrow", batch_size=None)
     for row in summaries.iter_rows():
         summary.merge(Summary.from_json(row["summary"]))
+    unknown = sorted(set(summary.reasons) - set(INGEST_REASONS) - set(reason_owners()))
+    if unknown:
+        raise StageFailure(f"drop reasons outside the fixed vocabulary: {', '.join(unknown)}")
     shards_per_fate = shard_counts(summary.bytes, summary.rows, recipe.output.shard_target_bytes)
     seconds["summarize"] = time.perf_counter() - started - seconds["process"]
 
