@@ -54,8 +54,11 @@ def length_plot(histograms: dict[str, Any]) -> str:
             counts = series.get(f"{fate}.{field}")
             if counts:
                 axis.bar(range(low, high), counts[low:high], color=colour, alpha=0.6, label=fate)
-        axis.set_xticks(range(low, high), [f"<{edges[i] * 2}" if i else "0" for i in range(low, high)],
-                        rotation=45)
+        axis.set_xticks(
+            range(low, high),
+            [f"<{edges[i] * 2}" if i else "0" for i in range(low, high)],
+            rotation=45,
+        )
         axis.set_xlabel(f"{field} characters")
         axis.set_ylabel("records")
         axis.legend()
