@@ -70,26 +70,6 @@ class Tally:
         return self.files, {pos: counts.to_dict() for pos, counts in self.stages.items()}
 
 
-def read_files(
-    batch: pa.Table, *, inputs: list[dict[str, Any]], seed: int, batch_rows: int, tally: Any
-) -> Any:
-    """Ray Data UDF: for each input file in ``batch``, stream its records as FLOW batches."""
-    for uri, size, index in zip(
-        batch.column("uri").to_pylist(),
-        batch.column("size").to_pylist(),
-        batch.column("input_index").to_pylist(),
-        strict=True,
-    ):
-        config = InputConfig.model_validate(inputs[index])
-        records = 0
-        for table in ingest_file(
-            InputFile(uri=uri, size=size), config, seed=seed, batch_rows=batch_rows
-        ):
-            records += table.num_rows
-            yield table
-        ray.get(tally.file_read.remote(uri, records))
-
-
 class StageChain:
     """Ray Data callable: a run of stages built once per worker, applied in order per batch."""
 
@@ -106,6 +86,9 @@ class StageChain:
                 ) from error
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        return self.apply(batch)
+
+    def apply(self, batch: pa.Table) -> pa.Table:
         for position, stage in self.stages:
             try:
                 batch, counts = stage.run(batch)
@@ -117,6 +100,47 @@ class StageChain:
                 ) from error
             ray.get(self.tally.stage_ran.remote(position, counts.to_dict()))
         return batch
+
+
+class ReadAndProcess(StageChain):
+    """Ray Data callable over input files: read, convert and run the first CPU chain.
+
+    Reading lives inside the chain's actor rather than in an upstream operator: Ray would
+    fuse the two and bundle many one-row file items into a single call to fill the chain's
+    batch size, leaving every other actor idle. Here one call is one file, streamed out in
+    ``batch_rows`` batches, so files spread across the pool and memory stays bounded.
+    """
+
+    def __init__(
+        self,
+        specs: list[tuple[int, str, dict[str, Any]]],
+        tally: Any,
+        inputs: list[dict[str, Any]],
+        seed: int,
+        batch_rows: int,
+    ) -> None:
+        super().__init__(specs, tally)
+        self.inputs = [InputConfig.model_validate(item) for item in inputs]
+        self.seed = seed
+        self.batch_rows = batch_rows
+
+    def __call__(self, files: pa.Table) -> Any:  # a generator of processed batches
+        for uri, size, index in zip(
+            files.column("uri").to_pylist(),
+            files.column("size").to_pylist(),
+            files.column("input_index").to_pylist(),
+            strict=True,
+        ):
+            records = 0
+            for table in ingest_file(
+                InputFile(uri=uri, size=size),
+                self.inputs[index],
+                seed=self.seed,
+                batch_rows=self.batch_rows,
+            ):
+                records += table.num_rows
+                yield self.apply(table)
+            ray.get(self.tally.file_read.remote(uri, records))
 
 
 @dataclass
@@ -156,27 +180,31 @@ def chains(specs: tuple[StageSpec, ...]) -> list[tuple[Resources, list[tuple[int
 def build_dataset(recipe: DataRecipe, files: list[dict[str, Any]], tally: Any) -> ray.data.Dataset:
     cpus = int(ray.cluster_resources().get("CPU", 1))
     workers = recipe.run.max_workers or max(1, cpus)
+    groups = chains(recipe.stages)
+    # The first chain reads the files itself when it is a plain CPU chain; otherwise the
+    # readers run as a CPU chain of no stages in front of it.
+    first_specs = groups.pop(0)[1] if groups and groups[0][0] == Resources() else []
     dataset = ray.data.from_items(files, override_num_blocks=max(1, len(files)))
     dataset = dataset.map_batches(
-        read_files,
-        batch_size=1,
-        batch_format="pyarrow",
-        fn_kwargs={
+        ReadAndProcess,
+        fn_constructor_kwargs={
+            "specs": first_specs,
+            "tally": tally,
             "inputs": [item.model_dump(mode="json") for item in recipe.inputs],
             "seed": recipe.seed,
             "batch_rows": recipe.run.batch_rows,
-            "tally": tally,
         },
+        batch_size=1,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=min(workers, max(1, len(files)))),
     )
-    for needs, specs in chains(recipe.stages):
+    for needs, specs in groups:
         dataset = dataset.map_batches(
             StageChain,
             fn_constructor_kwargs={"specs": specs, "tally": tally},
             batch_size=needs.batch_size,
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(
-                min_size=needs.concurrency or 1, max_size=needs.concurrency or workers
-            ),
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=needs.concurrency or workers),
             num_cpus=needs.num_cpus,
             num_gpus=needs.num_gpus or None,
         )
