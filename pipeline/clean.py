@@ -22,16 +22,29 @@ from pipeline.schema import map_texts
 from pipeline.stage import StageConfig, StageCounts, Transform
 
 DEFAULT_END_OF_TEXT_MARKERS = (
-    "<|endoftext|>", "<|im_end|>", "<|im_start|>", "<|eot_id|>", "</s>", "<s>", "[END]",
-    "<|end|>", "<eos>",
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<|im_start|>",
+    "<|eot_id|>",
+    "</s>",
+    "<s>",
+    "[END]",
+    "<|end|>",
+    "<eos>",
 )
 
 # Only the encoding repairs: ftfy's defaults would also straighten curly quotes, unescape
 # HTML and normalise, which are either unwanted or done by our own steps.
 MOJIBAKE_ONLY = ftfy.TextFixerConfig(
-    unescape_html=False, remove_terminal_escapes=False, fix_latin_ligatures=False,
-    fix_character_width=False, uncurl_quotes=False, fix_line_breaks=False,
-    remove_control_chars=False, normalization=None, explain=False,
+    unescape_html=False,
+    remove_terminal_escapes=False,
+    fix_latin_ligatures=False,
+    fix_character_width=False,
+    uncurl_quotes=False,
+    fix_line_breaks=False,
+    remove_control_chars=False,
+    normalization=None,
+    explain=False,
 )
 
 # ftfy only ever acts on text holding one of these (Latin-1 up to the box-drawing block, the

@@ -21,7 +21,14 @@ from typing import Any, NamedTuple, Protocol
 from pipeline.schema import make_record, message
 
 FORMATS = (
-    "alpaca", "sharegpt", "messages", "prompt_completion", "dolly", "text", "qa", "classification",
+    "alpaca",
+    "sharegpt",
+    "messages",
+    "prompt_completion",
+    "dolly",
+    "text",
+    "qa",
+    "classification",
 )
 TEMPLATE_FORMATS = ("text", "qa", "classification")
 ROUNDTRIP_FORMATS = ("alpaca", "sharegpt", "messages")
@@ -34,12 +41,19 @@ CONVERT_REASONS = (
     "convert.text_too_short",
 )
 SHAREGPT_ROLE_TAGS = {
-    "human": "user", "gpt": "assistant", "system": "system",
-    "function_call": "tool_call", "observation": "tool",
+    "human": "user",
+    "gpt": "assistant",
+    "system": "system",
+    "function_call": "tool_call",
+    "observation": "tool",
 }
 MESSAGES_ROLE_TAGS = {
-    "system": "system", "user": "user", "assistant": "assistant", "tool": "tool",
-    "function": "tool", "developer": "system",
+    "system": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+    "function": "tool",
+    "developer": "system",
 }
 ROUNDTRIP_KEY = "_roundtrip"
 SHADOWED_KEY = "_shadowed"
@@ -170,9 +184,16 @@ def detect_format(value: dict[str, Any] | str, columns: Mapping[str, str] | None
 
 
 def to_canonical(
-    value: dict[str, Any] | str, fmt: str, *, columns: Mapping[str, str] | None = None,
-    role_tags: Mapping[str, str] | None = None, source_file: str = "", source_line: int = 0,
-    task: str = "", domain: str = "", language: str = "",
+    value: dict[str, Any] | str,
+    fmt: str,
+    *,
+    columns: Mapping[str, str] | None = None,
+    role_tags: Mapping[str, str] | None = None,
+    source_file: str = "",
+    source_line: int = 0,
+    task: str = "",
+    domain: str = "",
+    language: str = "",
     templates: TemplateRenderer | None = None,
 ) -> dict[str, Any]:
     """One FLOW row (``schema.make_record``) from one input record, or ConversionError."""
@@ -191,9 +212,16 @@ def to_canonical(
     else:
         parts = _CONVERTERS[fmt](source, role_tags or {})
     return make_record(
-        messages=parts.messages, system=parts.system, context=parts.context, tools=parts.tools,
-        source_file=source_file, source_format=fmt, source_line=source_line,
-        task=parts.task or task, domain=domain, language=parts.language or language,
+        messages=parts.messages,
+        system=parts.system,
+        context=parts.context,
+        tools=parts.tools,
+        source_file=source_file,
+        source_format=fmt,
+        source_line=source_line,
+        task=parts.task or task,
+        domain=domain,
+        language=parts.language or language,
         meta=_meta(source.rest(), {**parts.meta, **_roundtrip(fmt, source.notes)}),
     )
 
@@ -261,7 +289,10 @@ def _messages(source: SourceRecord, role_tags: Mapping[str, str]) -> _Parts:
 
 
 def _conversation(
-    source: SourceRecord, role_tags: Mapping[str, str], list_key: str, defaults: dict[str, str],
+    source: SourceRecord,
+    role_tags: Mapping[str, str],
+    list_key: str,
+    defaults: dict[str, str],
     system_as: str,
 ) -> _Parts:
     """sharegpt and messages: a list of turns, an optional system (key or leading turn)."""
@@ -269,8 +300,9 @@ def _conversation(
     turns = source.take(list_key, list)
     read_turn = _sharegpt_turn if list_key == "conversations" else _messages_turn
     preferred = preferred_tags(defaults, role_tags)
-    messages = [read_turn(source, turn, f"{list_key}[{i}]", tags, preferred)
-                for i, turn in enumerate(turns)]
+    messages = [
+        read_turn(source, turn, f"{list_key}[{i}]", tags, preferred) for i, turn in enumerate(turns)
+    ]
     has_system_key = source.has("system")
     system = source.optional("system", "", shown_when_empty=False)
     first = messages[0] if messages else None
@@ -314,7 +346,10 @@ def _required(turn: dict[str, Any], key: str, where: str) -> Any:
 
 
 def _sharegpt_turn(
-    source: SourceRecord, turn: Any, where: str, tags: Mapping[str, str],
+    source: SourceRecord,
+    turn: Any,
+    where: str,
+    tags: Mapping[str, str],
     preferred: dict[str, str],
 ) -> dict[str, Any]:
     role_key, content_key = source.key("from"), source.key("value")
@@ -327,7 +362,10 @@ def _sharegpt_turn(
 
 
 def _messages_turn(
-    source: SourceRecord, turn: Any, where: str, tags: Mapping[str, str],
+    source: SourceRecord,
+    turn: Any,
+    where: str,
+    tags: Mapping[str, str],
     preferred: dict[str, str],
 ) -> dict[str, Any]:
     role_key, content_key = source.key("role"), source.key("content")
@@ -367,8 +405,11 @@ def _templated(
 
 
 _CONVERTERS: dict[str, Callable[[SourceRecord, Mapping[str, str]], _Parts]] = {
-    "alpaca": _alpaca, "sharegpt": _sharegpt, "messages": _messages,
-    "prompt_completion": _prompt_completion, "dolly": _dolly,
+    "alpaca": _alpaca,
+    "sharegpt": _sharegpt,
+    "messages": _messages,
+    "prompt_completion": _prompt_completion,
+    "dolly": _dolly,
 }
 
 

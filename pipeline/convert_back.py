@@ -62,8 +62,12 @@ def _emit_tools(out: dict[str, Any], tools: str, notes: dict[str, Any]) -> None:
 def _to_alpaca(row: Row, notes: dict[str, Any], role_tags: Mapping[str, str]) -> dict[str, Any]:
     turns = row["messages"]
     expected = ("user", "assistant")
-    if len(turns) < 2 or len(turns) % 2 or any(
-        turn["role"] != expected[index % 2] or turn["extra"] for index, turn in enumerate(turns)
+    if (
+        len(turns) < 2
+        or len(turns) % 2
+        or any(
+            turn["role"] != expected[index % 2] or turn["extra"] for index, turn in enumerate(turns)
+        )
     ):
         raise ConversionError(
             "convert.unknown_role", "alpaca holds only user/assistant pairs without message extras"
@@ -88,14 +92,19 @@ def _to_messages(row: Row, notes: dict[str, Any], role_tags: Mapping[str, str]) 
 
 
 def _to_conversation(
-    row: Mapping[str, Any], notes: dict[str, Any], role_tags: Mapping[str, str],
-    keys: tuple[str, str, str], system_as: str,
+    row: Mapping[str, Any],
+    notes: dict[str, Any],
+    role_tags: Mapping[str, str],
+    keys: tuple[str, str, str],
+    system_as: str,
 ) -> dict[str, Any]:
     list_key, role_key, content_key = keys
     defaults = SHAREGPT_ROLE_TAGS if list_key == "conversations" else MESSAGES_ROLE_TAGS
     preferred = preferred_tags(defaults, role_tags)
-    turns = [_export_turn(turn, preferred, role_key, content_key)
-             for turn in _with_context(row["messages"], row["context"])]
+    turns = [
+        _export_turn(turn, preferred, role_key, content_key)
+        for turn in _with_context(row["messages"], row["context"])
+    ]
     out: dict[str, Any] = {list_key: turns}
     system = row["system"]
     if notes.get("system_as", system_as) == "key":
@@ -128,7 +137,7 @@ def _with_context(turns: list[dict[str, Any]], context: str) -> list[dict[str, A
     if last_user is None:
         return [message("user", context), *turns]
     joined = {**turns[last_user], "content": f"{turns[last_user]['content']}\n\n{context}"}
-    return [*turns[:last_user], joined, *turns[last_user + 1:]]
+    return [*turns[:last_user], joined, *turns[last_user + 1 :]]
 
 
 _EXPORTERS = {"alpaca": _to_alpaca, "sharegpt": _to_sharegpt, "messages": _to_messages}

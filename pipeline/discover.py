@@ -80,12 +80,15 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 
 
 def _walk(
-    filesystem: pafs.FileSystem, location: str, root: str, pattern: re.Pattern[str] | None,
+    filesystem: pafs.FileSystem,
+    location: str,
+    root: str,
+    pattern: re.Pattern[str] | None,
     recursive: bool,
 ) -> list[InputFile]:
     files = []
     for info in filesystem.get_file_info(pafs.FileSelector(location, recursive=recursive)):
-        relative = info.path[len(location.rstrip("/")):].lstrip("/")
+        relative = info.path[len(location.rstrip("/")) :].lstrip("/")
         # Hidden and _-prefixed entries are bookkeeping (.git, _SUCCESS, .crc), not input.
         if info.type != pafs.FileType.File or any(
             part.startswith((".", "_")) for part in relative.split("/")
@@ -99,4 +102,4 @@ def _walk(
 def _file_uri(root: str, root_location: str, location: str) -> str:
     if "://" not in root:
         return location
-    return root.rstrip("/") + location[len(root_location.rstrip("/")):]
+    return root.rstrip("/") + location[len(root_location.rstrip("/")) :]

@@ -24,12 +24,29 @@ INGEST_REASONS = READ_REASONS + CONVERT_REASONS
 RAW_CHARS = 2000
 # Canonical field names a `columns` entry may rename, per format family.
 COLUMN_NAMES = (
-    "instruction", "input", "output", "system", "history", "tools",  # alpaca
-    "conversations", "from", "value",  # sharegpt
-    "messages", "role", "content",  # messages
-    "prompt", "completion",  # prompt_completion
-    "context", "response", "category",  # dolly
-    "question", "answers", "answer", "text", "label", "options",  # qa, classification, text
+    "instruction",
+    "input",
+    "output",
+    "system",
+    "history",
+    "tools",  # alpaca
+    "conversations",
+    "from",
+    "value",  # sharegpt
+    "messages",
+    "role",
+    "content",  # messages
+    "prompt",
+    "completion",  # prompt_completion
+    "context",
+    "response",
+    "category",  # dolly
+    "question",
+    "answers",
+    "answer",
+    "text",
+    "label",
+    "options",  # qa, classification, text
 )
 
 
@@ -87,8 +104,11 @@ def ingest_file(
     """FLOW_SCHEMA tables of at most ``batch_rows`` rows: one row per unit of the file."""
     renderer = TemplateRenderer(config.templates, seed=seed)
     units = iter_units(
-        input_file, config.file_type, max_record_bytes=config.max_record_bytes,
-        text_unit=config.text_unit, csv_delimiter=config.csv_delimiter,
+        input_file,
+        config.file_type,
+        max_record_bytes=config.max_record_bytes,
+        text_unit=config.text_unit,
+        csv_delimiter=config.csv_delimiter,
     )
     rows: list[dict[str, Any]] = []
     for unit in units:
@@ -112,9 +132,16 @@ def unit_row(
         if fmt == "auto":
             fmt = detect_format(unit.value, config.columns)
         return to_canonical(
-            unit.value, fmt, columns=config.columns, role_tags=config.role_tags,
-            source_file=source_file, source_line=unit.line, task=config.task,
-            domain=config.domain, language=config.language, templates=renderer,
+            unit.value,
+            fmt,
+            columns=config.columns,
+            role_tags=config.role_tags,
+            source_file=source_file,
+            source_line=unit.line,
+            task=config.task,
+            domain=config.domain,
+            language=config.language,
+            templates=renderer,
         )
     except ConversionError as error:
         raw = _raw_text(unit.value)
@@ -125,8 +152,12 @@ def _quarantine(
     source_file: str, line: int, fmt: str, reason: str, detail: str, raw: str | None
 ) -> dict[str, Any]:
     return quarantine_row(
-        source_file=source_file, source_line=line, source_format=fmt, reason=reason,
-        detail=json.dumps({"message": detail}, ensure_ascii=False), raw=raw or "",
+        source_file=source_file,
+        source_line=line,
+        source_format=fmt,
+        reason=reason,
+        detail=json.dumps({"message": detail}, ensure_ascii=False),
+        raw=raw or "",
     )
 
 

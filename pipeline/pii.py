@@ -98,10 +98,14 @@ def is_ip_address(candidate: str) -> bool:
     # Short colon runs are code far more often than addresses: Rust paths (a::b), Python
     # slices (x[1::2]). IPv6 needs a digit, two groups and one of 3+ characters (or is ::1).
     groups = [group for group in candidate.split(":") if group]
-    if ":" in candidate and candidate != "::1" and not (
-        any(char.isdigit() for char in candidate)
-        and len(groups) >= 2
-        and max(len(group) for group in groups) >= 3
+    if (
+        ":" in candidate
+        and candidate != "::1"
+        and not (
+            any(char.isdigit() for char in candidate)
+            and len(groups) >= 2
+            and max(len(group) for group in groups) >= 3
+        )
     ):
         return False
     try:

@@ -31,8 +31,15 @@ from pipeline.discover import InputFile, InputNotFound, list_input_files, open_f
 from pipeline.read_json import split_json_values
 
 __all__ = [
-    "FILE_TYPES", "READ_REASONS", "InputFile", "InputNotFound", "Unit", "iter_units",
-    "list_input_files", "open_filesystem", "split_extension",
+    "FILE_TYPES",
+    "READ_REASONS",
+    "InputFile",
+    "InputNotFound",
+    "Unit",
+    "iter_units",
+    "list_input_files",
+    "open_filesystem",
+    "split_extension",
 ]
 
 READ_REASONS = (
@@ -53,8 +60,14 @@ SNIFF_BYTES = 8192
 RAW_CHARS = 2000
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
 EXTENSION_TYPES = {
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet",
-    ".csv": "csv", ".tsv": "csv", ".txt": "text", ".md": "text",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "text",
+    ".md": "text",
 }
 _NON_TEXT = re.compile("[\x00-\x07\x0b\x0e-\x1a\x1c-\x1f\x7f\ufffd]")
 _SURROGATE = re.compile("[\udc80-\udcff]")
@@ -80,8 +93,12 @@ def split_extension(uri: str) -> tuple[str, str | None]:
 
 
 def iter_units(
-    input_file: InputFile, file_type: str = "auto", *, max_record_bytes: int = 4_000_000,
-    text_unit: TextUnit = "paragraph", csv_delimiter: str = ",",
+    input_file: InputFile,
+    file_type: str = "auto",
+    *,
+    max_record_bytes: int = 4_000_000,
+    text_unit: TextUnit = "paragraph",
+    csv_delimiter: str = ",",
 ) -> Iterator[Unit]:
     """Every record and every malformed thing in one file, in order, with bounded memory."""
     if file_type != "auto" and file_type not in FILE_TYPES:

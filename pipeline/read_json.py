@@ -70,7 +70,7 @@ class _TextBuffer:
     def fill(self) -> bool:
         chunk = next(self.chunks, None)
         self.line()
-        self.text, self.pos, self.counted = self.text[self.pos:], 0, 0
+        self.text, self.pos, self.counted = self.text[self.pos :], 0, 0
         self.text += self.decoder.decode(chunk or b"", final=chunk is None)
         self.eof = chunk is None
         return not self.eof
@@ -128,7 +128,7 @@ def _may_be_cut(error: json.JSONDecodeError, length: int) -> bool:
 
 
 def _rest_of_file(buffer: _TextBuffer, line: int, message: str) -> JsonPiece:
-    head = buffer.text[buffer.pos: buffer.pos + HEAD_CHARS]
+    head = buffer.text[buffer.pos : buffer.pos + HEAD_CHARS]
     # The rest is not read: on remote storage that could be gigabytes for nothing.
     detail = (
         f"{message}; a broken JSON value cannot be resynchronised, so the rest of the file "
@@ -138,7 +138,7 @@ def _rest_of_file(buffer: _TextBuffer, line: int, message: str) -> JsonPiece:
 
 
 def _skip_oversized(buffer: _TextBuffer, line: int, limit: int) -> JsonPiece:
-    head, size, skipper = buffer.text[buffer.pos: buffer.pos + HEAD_CHARS], 0, _Skipper()
+    head, size, skipper = buffer.text[buffer.pos : buffer.pos + HEAD_CHARS], 0, _Skipper()
     while True:
         end = skipper.scan(buffer.text, buffer.pos)
         if end is not None:

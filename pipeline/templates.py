@@ -123,8 +123,9 @@ def _template(entry: Any, where: str, origin: str) -> Template:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}, missing {sorted(missing)}")
     if not all(isinstance(entry.get(key, ""), str) for key in _TEMPLATE_KEYS):
         raise ValueError(f"{where} ({entry.get('id')!r}): id, prompt, response, language are text")
-    return Template(entry["id"], entry["prompt"], entry["response"], entry.get("language", ""),
-                    origin)
+    return Template(
+        entry["id"], entry["prompt"], entry["response"], entry.get("language", ""), origin
+    )
 
 
 def _compile(
@@ -132,8 +133,9 @@ def _compile(
 ) -> tuple[jinja2.Template, jinja2.Template]:
     where = f"template file {template.origin}: template {template.id!r}"
     try:
-        compiled = environment.from_string(template.prompt), environment.from_string(
-            template.response
+        compiled = (
+            environment.from_string(template.prompt),
+            environment.from_string(template.response),
         )
         for fields in SAMPLE_FIELDS[task]:
             for part in compiled:
@@ -168,7 +170,10 @@ class TemplateRenderer:
     """``convert.TemplateRenderer``: reads qa/classification/text fields, picks, renders."""
 
     def __init__(
-        self, extra_files: Sequence[str] = (), *, seed: int = 0,
+        self,
+        extra_files: Sequence[str] = (),
+        *,
+        seed: int = 0,
         min_text_chars: int = MIN_TEXT_CHARS,
     ) -> None:
         self.extra_files = tuple(extra_files)
@@ -233,5 +238,7 @@ def _text_fields(source: SourceRecord) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 _FIELD_READERS: dict[str, Callable[[SourceRecord], tuple[dict[str, Any], dict[str, Any]]]] = {
-    "qa": _qa_fields, "classification": _classification_fields, "text": _text_fields,
+    "qa": _qa_fields,
+    "classification": _classification_fields,
+    "text": _text_fields,
 }

@@ -70,8 +70,11 @@ def _prefix_tree(terms: Sequence[str]) -> dict:
 
 
 def _prefix_tree_pattern(node: dict) -> str:
-    branches = [re.escape(char) + _prefix_tree_pattern(child)
-                for char, child in sorted(node.items()) if char]
+    branches = [
+        re.escape(char) + _prefix_tree_pattern(child)
+        for char, child in sorted(node.items())
+        if char
+    ]
     if not branches:
         return ""
     body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
@@ -82,9 +85,7 @@ def _prefix_tree_pattern(node: dict) -> str:
 
 class BlocklistConfig(StageConfig):
     path: FilePath
-    fields: tuple[TextField, ...] = Field(
-        default=("instruction", "response"), min_length=1
-    )
+    fields: tuple[TextField, ...] = Field(default=("instruction", "response"), min_length=1)
 
     @field_validator("path")
     @classmethod

@@ -36,9 +36,7 @@ _ELLIPSIS = re.compile(r"\.{3,}|…+")
 
 
 class CharacterRatioConfig(StageConfig):
-    fields: tuple[TextField, ...] = Field(
-        default=("response",), min_length=1
-    )
+    fields: tuple[TextField, ...] = Field(default=("response",), min_length=1)
     min_words: int = Field(default=5, ge=0)
     max_symbol_to_word_ratio: float = Field(default=0.1, ge=0.0)
     min_alphabetic_word_fraction: float = Field(default=0.8, ge=0.0, le=1.0)
@@ -88,19 +86,41 @@ class CharacterRatioFilter(Filter):
         for symbol, count in symbol_counts(prose).items():
             ratio = count / len(tokens)
             if ratio > config.max_symbol_to_word_ratio:
-                return Drop("filter.too_many_symbols", _detail(
-                    field, "symbol_to_word_ratio", ratio, "max", config.max_symbol_to_word_ratio,
-                    symbol=symbol))
+                return Drop(
+                    "filter.too_many_symbols",
+                    _detail(
+                        field,
+                        "symbol_to_word_ratio",
+                        ratio,
+                        "max",
+                        config.max_symbol_to_word_ratio,
+                        symbol=symbol,
+                    ),
+                )
         fraction = alphabetic_word_fraction(tokens)
         if fraction < config.min_alphabetic_word_fraction:
-            return Drop("filter.too_few_letters", _detail(
-                field, "alphabetic_word_fraction", fraction, "min",
-                config.min_alphabetic_word_fraction))
+            return Drop(
+                "filter.too_few_letters",
+                _detail(
+                    field,
+                    "alphabetic_word_fraction",
+                    fraction,
+                    "min",
+                    config.min_alphabetic_word_fraction,
+                ),
+            )
         fraction = symbol_char_fraction(prose)
         if fraction > config.max_non_alphanumeric_char_fraction:
-            return Drop("filter.too_many_symbols", _detail(
-                field, "symbol_char_fraction", fraction, "max",
-                config.max_non_alphanumeric_char_fraction))
+            return Drop(
+                "filter.too_many_symbols",
+                _detail(
+                    field,
+                    "symbol_char_fraction",
+                    fraction,
+                    "max",
+                    config.max_non_alphanumeric_char_fraction,
+                ),
+            )
         return None
 
 

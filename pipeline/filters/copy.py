@@ -54,11 +54,16 @@ class CopyFilter(Filter):
             return None
         config = self.config
         if len(response) >= config.min_copied_chars and response in instruction:
-            return Drop("filter.response_copies_instruction",
-                        {"copied_chars": len(response), "min": config.min_copied_chars})
-        similarity = jaccard(char_ngrams(instruction, config.ngram_chars),
-                             char_ngrams(response, config.ngram_chars))
+            return Drop(
+                "filter.response_copies_instruction",
+                {"copied_chars": len(response), "min": config.min_copied_chars},
+            )
+        similarity = jaccard(
+            char_ngrams(instruction, config.ngram_chars), char_ngrams(response, config.ngram_chars)
+        )
         if similarity >= config.max_similarity:
-            return Drop("filter.response_copies_instruction",
-                        {"similarity": round(similarity, 4), "max": config.max_similarity})
+            return Drop(
+                "filter.response_copies_instruction",
+                {"similarity": round(similarity, 4), "max": config.max_similarity},
+            )
         return None

@@ -34,8 +34,15 @@ LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]
 # py3langid also labels varieties with ISO 639-3 codes. Those that belong to an ISO 639-1
 # macrolanguage are folded into it, probabilities added: on short standard Chinese the model
 # often says Cantonese or Wu ("我喜欢吃苹果。" -> yue 0.42), which is still "zh" to a recipe.
-MACROLANGUAGE = {"yue": "zh", "wuu": "zh", "arz": "ar", "ary": "ar", "uzs": "uz",
-                 "gug": "gn", "sdh": "ku"}
+MACROLANGUAGE = {
+    "yue": "zh",
+    "wuu": "zh",
+    "arz": "ar",
+    "ary": "ar",
+    "uzs": "uz",
+    "gug": "gn",
+    "sdh": "ku",
+}
 # "No linguistic content" (ISO 639-2 zxx): treated like a text without letters.
 NO_LANGUAGE = "zxx"
 
@@ -144,10 +151,16 @@ class LanguageFilter(Filter):
         if not label.language:
             return None
         detection = label.detection
-        detail = {"language": label.language, "detected": detection.language,
-                  "probability": detection.probability}
-        if (label.detected and detection.chars >= config.min_chars_for_confidence
-                and detection.probability < config.min_confidence):
+        detail = {
+            "language": label.language,
+            "detected": detection.language,
+            "probability": detection.probability,
+        }
+        if (
+            label.detected
+            and detection.chars >= config.min_chars_for_confidence
+            and detection.probability < config.min_confidence
+        ):
             return Drop("filter.language_uncertain", {**detail, "min": config.min_confidence})
         if config.allow is not None and language_code(label.language) not in config.allow:
             return Drop("filter.language_not_allowed", {**detail, "allow": list(config.allow)})

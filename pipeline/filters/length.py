@@ -34,9 +34,7 @@ class LengthConfig(StageConfig):
             low = getattr(self, f"min_{part}_chars")
             high = getattr(self, f"max_{part}_chars")
             if low > high:
-                raise ValueError(
-                    f"min_{part}_chars ({low}) must be <= max_{part}_chars ({high})"
-                )
+                raise ValueError(f"min_{part}_chars ({low}) must be <= max_{part}_chars ({high})")
         return self
 
 
@@ -64,8 +62,12 @@ class LengthFilter(Filter):
             return Drop("filter.empty_response", {"response_chars": 0})
         bounds = self.config
         checks = (
-            ("instruction", len(instruction), bounds.min_instruction_chars,
-             bounds.max_instruction_chars),
+            (
+                "instruction",
+                len(instruction),
+                bounds.min_instruction_chars,
+                bounds.max_instruction_chars,
+            ),
             ("response", len(response), bounds.min_response_chars, bounds.max_response_chars),
         )
         for part, chars, low, high in checks:

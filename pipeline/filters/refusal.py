@@ -99,14 +99,21 @@ class RefusalFilter(Filter):
         whole = response.strip().rstrip(_FINAL_STOPS).strip()
         for pattern in self.boilerplate:
             if pattern.fullmatch(whole):
-                return Drop("filter.boilerplate_response",
-                            {"pattern": pattern.pattern, "response": whole[:80]})
+                return Drop(
+                    "filter.boilerplate_response",
+                    {"pattern": pattern.pattern, "response": whole[:80]},
+                )
         opening = response.lstrip()[: self.config.refusal_window_chars]
         for pattern in self.refusals:
             found = pattern.search(opening)
             if found:
-                return Drop("filter.refusal", {
-                    "pattern": pattern.pattern, "match": found.group(),
-                    "at_char": found.start(), "window_chars": self.config.refusal_window_chars,
-                })
+                return Drop(
+                    "filter.refusal",
+                    {
+                        "pattern": pattern.pattern,
+                        "match": found.group(),
+                        "at_char": found.start(),
+                        "window_chars": self.config.refusal_window_chars,
+                    },
+                )
         return None

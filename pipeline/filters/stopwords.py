@@ -36,9 +36,7 @@ Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class StopwordConfig(StageConfig):
-    fields: tuple[TextField, ...] = Field(
-        default=("response",), min_length=1
-    )
+    fields: tuple[TextField, ...] = Field(default=("response",), min_length=1)
     min_stopword_ratio: Ratio = 0.06
     # Lists differ in size and scripts in how tokens are cut, so one ratio does not fit all.
     # Measured on hand-written answers: Chinese and Japanese prose scores 0.28-0.44, noun
@@ -109,8 +107,9 @@ class StopwordFilter(Filter):
         rows = field_texts(batch, self.config.fields)
         languages = batch.column("language").to_pylist()
         return [
-            next((drop for field, text in row if (drop := self._judge(text, language, field))),
-                 None)
+            next(
+                (drop for field, text in row if (drop := self._judge(text, language, field))), None
+            )
             for row, language in zip(rows, languages, strict=True)
         ]
 
@@ -129,10 +128,15 @@ class StopwordFilter(Filter):
         ratio = sum(token in stopwords for token in tokens) / len(tokens)
         bound = self.config.min_ratio_by_language.get(language, self.config.min_stopword_ratio)
         if ratio < bound:
-            return Drop("filter.too_few_stopwords", {
-                "field": field, "language": language, "stopword_ratio": round(ratio, 4),
-                "min": bound,
-            })
+            return Drop(
+                "filter.too_few_stopwords",
+                {
+                    "field": field,
+                    "language": language,
+                    "stopword_ratio": round(ratio, 4),
+                    "min": bound,
+                },
+            )
         return None
 
     def _stopword_list(self, language: str) -> tuple[frozenset[str], int]:

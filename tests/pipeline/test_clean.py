@@ -19,8 +19,12 @@ from pipeline.clean import (
 from pipeline.schema import make_record, message, rows_to_table
 
 ONLY = dict(
-    fix_mojibake=False, normalization="none", strip_control_chars=False, strip_html=False,
-    strip_end_of_text_markers=False, normalize_whitespace=False,
+    fix_mojibake=False,
+    normalization="none",
+    strip_control_chars=False,
+    strip_html=False,
+    strip_end_of_text_markers=False,
+    normalize_whitespace=False,
 )
 
 
@@ -33,8 +37,12 @@ def record(
     user: str, assistant: str, *, system: str = "", context: str = "", line: int = 1
 ) -> dict:
     return make_record(
-        messages=[message("user", user), message("assistant", assistant)], system=system,
-        context=context, source_file="/data/a.jsonl", source_format="alpaca", source_line=line,
+        messages=[message("user", user), message("assistant", assistant)],
+        system=system,
+        context=context,
+        source_file="/data/a.jsonl",
+        source_format="alpaca",
+        source_line=line,
     )
 
 
@@ -68,12 +76,14 @@ def test_mojibake_prefilter_covers_every_character_ftfy_looks_for() -> None:
 def test_unicode_normalization_forms() -> None:
     decomposed = "Cafe\u0301"
     assert clean_text(decomposed, only(normalization="NFC")) == (
-        "Café", ["clean.unicode_normalized"]
+        "Café",
+        ["clean.unicode_normalized"],
     )
     # NFC keeps compatibility characters; NFKC folds them (which is why NFC is the default).
     assert clean_text("x² ﬁle", only(normalization="NFC")) == ("x² ﬁle", [])
     assert clean_text("x² ﬁle", only(normalization="NFKC")) == (
-        "x2 file", ["clean.unicode_normalized"]
+        "x2 file",
+        ["clean.unicode_normalized"],
     )
     assert clean_text(decomposed, only(fix_mojibake=True)) == (decomposed, [])
 
@@ -189,7 +199,8 @@ def test_unclosed_fence_protects_the_rest_of_the_text() -> None:
 )
 def test_end_of_text_markers_are_removed(text: str, expected: str) -> None:
     assert clean_text(text, only(strip_end_of_text_markers=True)) == (
-        expected, ["clean.end_of_text_marker"]
+        expected,
+        ["clean.end_of_text_marker"],
     )
 
 
@@ -243,8 +254,12 @@ def test_all_steps_run_in_order() -> None:
     assert clean_text(text, CleanConfig()) == (
         "Café & Café",
         [
-            "clean.mojibake", "clean.unicode_normalized", "clean.control_chars",
-            "clean.html", "clean.end_of_text_marker", "clean.whitespace",
+            "clean.mojibake",
+            "clean.unicode_normalized",
+            "clean.control_chars",
+            "clean.html",
+            "clean.end_of_text_marker",
+            "clean.whitespace",
         ],
     )
 
@@ -275,7 +290,9 @@ def test_stage_cleans_every_text_field_and_counts_per_field() -> None:
     assert dropped == rows[2]
     assert counts.seen == 2 and counts.kept == 2 and not counts.dropped
     assert dict(counts.modified) == {
-        "clean.mojibake": 1, "clean.html": 1, "clean.end_of_text_marker": 1,
+        "clean.mojibake": 1,
+        "clean.html": 1,
+        "clean.end_of_text_marker": 1,
         "clean.whitespace": 2,
     }
 

@@ -26,8 +26,11 @@ ALPACA = [
     {"instruction": "x", "input": "", "output": "y", "system": "Be terse.", "id": 7},
     {"instruction": "x", "input": "", "output": "y", "system": "", "history": []},
     {
-        "instruction": "And now?", "input": "", "output": "Three.",
-        "history": [["One?", "One."], ["Two?", "Two."]], "source": {"name": "demo", "n": [1]},
+        "instruction": "And now?",
+        "input": "",
+        "output": "Three.",
+        "history": [["One?", "One."], ["Two?", "Two."]],
+        "source": {"name": "demo", "n": [1]},
     },
     {"instruction": "", "input": "Only input.", "output": "", "tools": '[{"name": "f"}]'},
     {"instruction": "t", "output": "o", "tools": [{"name": "f", "parameters": {}}]},
@@ -84,9 +87,15 @@ MESSAGES = [
         "messages": [
             {"role": "user", "content": "weather in Paris?"},
             {
-                "role": "assistant", "content": None,
-                "tool_calls": [{"id": "c1", "type": "function",
-                                "function": {"name": "weather", "arguments": "{}"}}],
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": "{}"},
+                    }
+                ],
             },
             {"role": "tool", "tool_call_id": "c1", "content": "20C"},
             {"role": "assistant", "content": "It is 20C."},
@@ -95,10 +104,13 @@ MESSAGES = [
     },
     {
         "messages": [
-            {"role": "user", "content": [
-                {"type": "text", "text": "What is this?"},
-                {"type": "image_url", "image_url": {"url": "http://x/y.png"}},
-            ]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": "http://x/y.png"}},
+                ],
+            },
             {"role": "assistant", "content": "A cat.", "name": "bot"},
         ],
     },
@@ -167,8 +179,11 @@ def variants(base: dict[str, Any], optional: dict[str, list[Any]]) -> list[dict[
 
 
 def test_alpaca_round_trips_every_shape_of_optional_keys() -> None:
-    optional = {**OPTIONAL, "input": [ABSENT, None, "", "ctx"],
-                "history": [ABSENT, None, [], [["q", "a"], ["q2", ""]]]}
+    optional = {
+        **OPTIONAL,
+        "input": [ABSENT, None, "", "ctx"],
+        "history": [ABSENT, None, [], [["q", "a"], ["q2", ""]]],
+    }
     for value in variants({"instruction": "i", "output": "o", "n": 1}, optional):
         assert round_trip(value, "alpaca") == value
 
@@ -195,8 +210,12 @@ def test_conversation_formats_round_trip_every_shape() -> None:
 def test_alpaca_canonical_fields() -> None:
     row = to_canonical(ALPACA[6], "alpaca", source_file="f", source_line=2, domain="math")
     assert [(t["role"], t["content"]) for t in row["messages"]] == [
-        ("user", "One?"), ("assistant", "One."), ("user", "Two?"), ("assistant", "Two."),
-        ("user", "And now?"), ("assistant", "Three."),
+        ("user", "One?"),
+        ("assistant", "One."),
+        ("user", "Two?"),
+        ("assistant", "Two."),
+        ("user", "And now?"),
+        ("assistant", "Three."),
     ]
     assert row["source_format"] == "alpaca" and row["source_line"] == 2 and row["domain"] == "math"
     assert json.loads(row["meta"]) == {"source": {"name": "demo", "n": [1]}}
@@ -239,8 +258,10 @@ def test_prompt_completion_and_dolly() -> None:
 
 def test_identical_content_gets_identical_ids() -> None:
     one = to_canonical({"instruction": "a", "output": "b", "k": 1}, "alpaca", source_line=1)
-    two = to_canonical({"conversations": [{"from": "human", "value": "a"},
-                                          {"from": "gpt", "value": "b"}]}, "sharegpt")
+    two = to_canonical(
+        {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]},
+        "sharegpt",
+    )
     assert one["id"] == two["id"]
 
 
@@ -294,8 +315,14 @@ def test_custom_columns() -> None:
 
 
 def test_role_tags_add_to_the_defaults_and_round_trip() -> None:
-    value = {"conversations": [{"from": "user", "value": "hi"}, {"from": "bot", "value": "yo"},
-                               {"from": "human", "value": "again"}, {"from": "gpt", "value": "ok"}]}
+    value = {
+        "conversations": [
+            {"from": "user", "value": "hi"},
+            {"from": "bot", "value": "yo"},
+            {"from": "human", "value": "again"},
+            {"from": "gpt", "value": "ok"},
+        ]
+    }
     role_tags = {"user": "user", "bot": "assistant"}
     row = to_canonical(value, "sharegpt", role_tags=role_tags)
     assert [t["role"] for t in row["messages"]] == ["user", "assistant", "user", "assistant"]
@@ -322,27 +349,59 @@ def test_cross_format_export() -> None:
     ("value", "fmt", "reason", "detail"),
     [
         ({"instruction": "i"}, "alpaca", "convert.missing_field", "'output'"),
-        ({"instruction": "i", "output": ["a", "b"]}, "alpaca",
-         "convert.wrong_type", "'output' is list"),
+        (
+            {"instruction": "i", "output": ["a", "b"]},
+            "alpaca",
+            "convert.wrong_type",
+            "'output' is list",
+        ),
         ({"instruction": 3, "output": "o"}, "alpaca", "convert.wrong_type", "'instruction' is int"),
-        ({"instruction": "i", "output": "o", "history": [["q"]]}, "alpaca",
-         "convert.wrong_type", "history[0]"),
-        ({"instruction": "i", "output": "o", "input": 5}, "alpaca",
-         "convert.wrong_type", "'input'"),
+        (
+            {"instruction": "i", "output": "o", "history": [["q"]]},
+            "alpaca",
+            "convert.wrong_type",
+            "history[0]",
+        ),
+        (
+            {"instruction": "i", "output": "o", "input": 5},
+            "alpaca",
+            "convert.wrong_type",
+            "'input'",
+        ),
         ({"conversations": []}, "sharegpt", "convert.empty_conversation", "no turns"),
-        ({"conversations": [{"from": "system", "value": "s"}]}, "sharegpt",
-         "convert.empty_conversation", "no turns"),
+        (
+            {"conversations": [{"from": "system", "value": "s"}]},
+            "sharegpt",
+            "convert.empty_conversation",
+            "no turns",
+        ),
         ({"conversations": "hi"}, "sharegpt", "convert.wrong_type", "'conversations' is str"),
         ({"conversations": ["hi"]}, "sharegpt", "convert.wrong_type", "conversations[0]"),
-        ({"conversations": [{"from": "robot", "value": "x"}]}, "sharegpt",
-         "convert.unknown_role", "'robot'"),
+        (
+            {"conversations": [{"from": "robot", "value": "x"}]},
+            "sharegpt",
+            "convert.unknown_role",
+            "'robot'",
+        ),
         ({"conversations": [{"value": "x"}]}, "sharegpt", "convert.missing_field", "'from'"),
-        ({"conversations": [{"from": "gpt", "value": None}]}, "sharegpt",
-         "convert.wrong_type", "conversations[0].value"),
-        ({"messages": [{"role": "user", "content": 5}]}, "messages",
-         "convert.wrong_type", "content"),
-        ({"messages": [{"role": "narrator", "content": "x"}]}, "messages",
-         "convert.unknown_role", "narrator"),
+        (
+            {"conversations": [{"from": "gpt", "value": None}]},
+            "sharegpt",
+            "convert.wrong_type",
+            "conversations[0].value",
+        ),
+        (
+            {"messages": [{"role": "user", "content": 5}]},
+            "messages",
+            "convert.wrong_type",
+            "content",
+        ),
+        (
+            {"messages": [{"role": "narrator", "content": "x"}]},
+            "messages",
+            "convert.unknown_role",
+            "narrator",
+        ),
         ({"prompt": "p"}, "prompt_completion", "convert.missing_field", "'completion'"),
         ({"prompt": "p", "completion": "c"}, "yaml", "convert.unknown_format", "'yaml'"),
         ("plain text", "alpaca", "convert.missing_field", "'instruction'"),

@@ -32,8 +32,13 @@ def ingest(path: Path, batch_rows: int = 1000, seed: int = 0, **options) -> pa.T
 
 
 def outcomes(table: pa.Table) -> list[tuple[int, str | None]]:
-    return list(zip(table.column("source_line").to_pylist(),
-                    table.column("drop_reason").to_pylist(), strict=True))
+    return list(
+        zip(
+            table.column("source_line").to_pylist(),
+            table.column("drop_reason").to_pylist(),
+            strict=True,
+        )
+    )
 
 
 def test_mixed_file_every_line_is_one_row(tmp_path: Path) -> None:
@@ -41,27 +46,38 @@ def test_mixed_file_every_line_is_one_row(tmp_path: Path) -> None:
         json.dumps({"instruction": "Add 1 and 1.", "input": "", "output": "2"}),
         '{"instruction": "truncated',
         "",
-        json.dumps({"conversations": [{"from": "human", "value": "hi"},
-                                      {"from": "gpt", "value": "hello"}]}),
+        json.dumps(
+            {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}
+        ),
         json.dumps({"instruction": "i", "output": 5}),
         json.dumps({"conversations": [{"from": "alien", "value": "zz"}]}),
         json.dumps({"weird": 1}),
         "[1, 2]",
-        json.dumps({"messages": [{"role": "user", "content": "q"},
-                                 {"role": "assistant", "content": "a"}]}),
+        json.dumps(
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+        ),
     ]
     path = tmp_path / "mixed.jsonl"
     bad_utf8 = b'{"instruction": "\xff", "output": ""}\n'
     path.write_bytes(("\n".join(lines) + "\n").encode() + bad_utf8)
     table = ingest(path, batch_rows=3)
     assert outcomes(table) == [
-        (1, None), (2, "read.invalid_json"), (4, None), (5, "convert.wrong_type"),
-        (6, "convert.unknown_role"), (7, "convert.unknown_format"), (8, "read.not_an_object"),
-        (9, None), (10, "read.invalid_utf8"),
+        (1, None),
+        (2, "read.invalid_json"),
+        (4, None),
+        (5, "convert.wrong_type"),
+        (6, "convert.unknown_role"),
+        (7, "convert.unknown_format"),
+        (8, "read.not_an_object"),
+        (9, None),
+        (10, "read.invalid_utf8"),
     ]
     rows = table.to_pylist()
     assert [r["source_format"] for r in rows if r["drop_reason"] is None] == [
-        "alpaca", "sharegpt", "messages"]
+        "alpaca",
+        "sharegpt",
+        "messages",
+    ]
     assert all(r["source_file"] == str(path) for r in rows)
     bad = rows[3]
     assert bad["raw"] == '{"instruction": "i", "output": 5}' and bad["source_format"] == "alpaca"
@@ -73,8 +89,14 @@ def test_fixed_format_and_config_labels(tmp_path: Path) -> None:
     path = tmp_path / "data.json"
     records = [{"q": "What?", "a": "That.", "extra": i} for i in range(5)]
     path.write_text(json.dumps(records), encoding="utf-8")
-    table = ingest(path, format="alpaca", columns={"instruction": "q", "output": "a"},
-                   task="chat", domain="general", language="en")
+    table = ingest(
+        path,
+        format="alpaca",
+        columns={"instruction": "q", "output": "a"},
+        task="chat",
+        domain="general",
+        language="en",
+    )
     rows = table.to_pylist()
     assert len(rows) == 5 and all(r["drop_reason"] is None for r in rows)
     assert {(r["task"], r["domain"], r["language"]) for r in rows} == {("chat", "general", "en")}
@@ -111,9 +133,15 @@ def test_whole_file_problems_are_one_row_each(tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl.gz").write_bytes(b"not gzip")
     (tmp_path / "good.jsonl.gz").write_bytes(gzip.compress(b'{"prompt": "p", "completion": "c"}\n'))
     table = ingest(tmp_path)
-    by_file = {Path(f).name: (line, reason) for f, line, reason in zip(
-        table.column("source_file").to_pylist(), table.column("source_line").to_pylist(),
-        table.column("drop_reason").to_pylist(), strict=True)}
+    by_file = {
+        Path(f).name: (line, reason)
+        for f, line, reason in zip(
+            table.column("source_file").to_pylist(),
+            table.column("source_line").to_pylist(),
+            table.column("drop_reason").to_pylist(),
+            strict=True,
+        )
+    }
     assert by_file == {
         "bad.jsonl.gz": (0, "read.unreadable_file"),
         "empty.jsonl": (0, "read.empty_file"),
@@ -124,8 +152,13 @@ def test_whole_file_problems_are_one_row_each(tmp_path: Path) -> None:
 
 def test_oversized_record_with_a_small_limit(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
-    path.write_text(json.dumps({"instruction": "x" * 500, "output": "y"}) + "\n"
-                    + json.dumps({"instruction": "x", "output": "y"}) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps({"instruction": "x" * 500, "output": "y"})
+        + "\n"
+        + json.dumps({"instruction": "x", "output": "y"})
+        + "\n",
+        encoding="utf-8",
+    )
     table = ingest(path, max_record_bytes=100)
     assert outcomes(table) == [(1, "read.record_too_large"), (2, None)]
     assert len(table.column("raw").to_pylist()[0]) <= 2000
@@ -133,8 +166,10 @@ def test_oversized_record_with_a_small_limit(tmp_path: Path) -> None:
 
 def test_batches_cover_every_unit(tmp_path: Path) -> None:
     path = tmp_path / "many.jsonl"
-    path.write_text("".join(json.dumps({"prompt": f"p{i}", "completion": "c"}) + "\n"
-                            for i in range(2500)), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"prompt": f"p{i}", "completion": "c"}) + "\n" for i in range(2500)),
+        encoding="utf-8",
+    )
     config = InputConfig(path=str(path))
     (input_file,) = list_input_files(str(path))
     sizes = [t.num_rows for t in ingest_file(input_file, config, seed=0, batch_rows=1000)]

@@ -125,8 +125,11 @@ def test_long_numbers_are_claimed_by_the_right_kind_first() -> None:
     assert redacted(text) == (
         "id <CN_RESIDENT_ID> card <CREDIT_CARD> tel <PHONE> ip <IP_ADDRESS> <EMAIL>",
         {
-            "pii.cn_resident_id": 1, "pii.credit_card": 1, "pii.phone": 1,
-            "pii.ip_address": 1, "pii.email": 1,
+            "pii.cn_resident_id": 1,
+            "pii.credit_card": 1,
+            "pii.phone": 1,
+            "pii.ip_address": 1,
+            "pii.email": 1,
         },
     )
 
@@ -138,14 +141,16 @@ def test_digits_inside_an_email_are_not_a_phone() -> None:
 def test_each_match_is_counted() -> None:
     text = "a@x.com, b@y.org; 13812345678 / 13987654321 / 415-555-2671"
     assert redacted(text) == (
-        "<EMAIL>, <EMAIL>; <PHONE> / <PHONE> / <PHONE>", {"pii.email": 2, "pii.phone": 3}
+        "<EMAIL>, <EMAIL>; <PHONE> / <PHONE> / <PHONE>",
+        {"pii.email": 2, "pii.phone": 3},
     )
 
 
 def test_kinds_and_placeholder_are_configurable() -> None:
     config = PIIConfig(kinds=("email",), placeholder_format="[{kind} removed]")
     assert redacted("a@example.com 13812345678", config) == (
-        "[EMAIL removed] 13812345678", {"pii.email": 1}
+        "[EMAIL removed] 13812345678",
+        {"pii.email": 1},
     )
     assert PIIConfig(kinds=["phone"]).kinds == ("phone",)  # YAML lists become tuples
 
@@ -160,12 +165,20 @@ def test_stage_redacts_every_text_field_and_passes_dropped_rows_through() -> Non
     def record(user: str, assistant: str, line: int, **fields: str) -> dict:
         return make_record(
             messages=[message("user", user), message("assistant", assistant)],
-            source_file="/data/a.jsonl", source_format="sharegpt", source_line=line, **fields,
+            source_file="/data/a.jsonl",
+            source_format="sharegpt",
+            source_line=line,
+            **fields,
         )
 
     rows = [
-        record("我的手机号是13812345678，请联系我", "好的，我会发邮件到a@example.com", 1,
-               system="Contact admin@example.org", context="server 10.0.0.1"),
+        record(
+            "我的手机号是13812345678，请联系我",
+            "好的，我会发邮件到a@example.com",
+            1,
+            system="Contact admin@example.org",
+            context="server 10.0.0.1",
+        ),
         record("What is 2+2?", "4", 2),
         {**record("mail b@example.com", "ok", 3), "drop_reason": "filter.too_short"},
     ]
@@ -177,7 +190,8 @@ def test_stage_redacts_every_text_field_and_passes_dropped_rows_through() -> Non
     assert first["system"] == "Contact <EMAIL>"
     assert first["context"] == "server <IP_ADDRESS>"
     assert [turn["content"] for turn in first["messages"]] == [
-        "我的手机号是<PHONE>，请联系我", "好的，我会发邮件到<EMAIL>"
+        "我的手机号是<PHONE>，请联系我",
+        "好的，我会发邮件到<EMAIL>",
     ]
     assert first["id"] != rows[0]["id"]
     assert second == rows[1]

@@ -213,8 +213,17 @@ def test_truncated_gzip_keeps_what_was_read(tmp_path: Path, monkeypatch) -> None
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    for name in ["b.jsonl", "a.json", "sub/c.jsonl", "sub/deep/d.jsonl", "sub/e.txt",
-                 ".hidden.jsonl", "_SUCCESS", ".git/x.jsonl", "_tmp/y.jsonl"]:
+    for name in [
+        "b.jsonl",
+        "a.json",
+        "sub/c.jsonl",
+        "sub/deep/d.jsonl",
+        "sub/e.txt",
+        ".hidden.jsonl",
+        "_SUCCESS",
+        ".git/x.jsonl",
+        "_tmp/y.jsonl",
+    ]:
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text('{"a": 1}\n', encoding="utf-8")
@@ -280,7 +289,10 @@ def test_memory_filesystem_through_fsspec() -> None:
     filesystem, path = open_filesystem("memory://ingest-test/x")
     assert isinstance(filesystem, pa.fs.PyFileSystem) and path.endswith("ingest-test/x")
     files = list_input_files("memory://ingest-test/x")
-    assert [f.uri for f in files] == ["memory://ingest-test/x/a.jsonl", "memory://ingest-test/x/b.jsonl.gz"]
+    assert [f.uri for f in files] == [
+        "memory://ingest-test/x/a.jsonl",
+        "memory://ingest-test/x/b.jsonl.gz",
+    ]
     assert [u.value for f in files for u in iter_units(f)] == [{"a": 1}, {"b": 2}]
 
 

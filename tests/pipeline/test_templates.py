@@ -40,31 +40,39 @@ def test_built_in_banks_have_english_and_chinese_templates() -> None:
 def test_same_record_same_template_and_spread_over_many() -> None:
     renderer = TemplateRenderer(seed=11)
     records = [{"question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(400)]
-    first = [json.loads(to_canonical(r, "qa", templates=renderer)["meta"])["template"]
-             for r in records]
+    first = [
+        json.loads(to_canonical(r, "qa", templates=renderer)["meta"])["template"] for r in records
+    ]
     fresh = TemplateRenderer(seed=11)
-    again = [json.loads(to_canonical(r, "qa", templates=fresh)["meta"])["template"]
-             for r in records]
+    again = [
+        json.loads(to_canonical(r, "qa", templates=fresh)["meta"])["template"] for r in records
+    ]
     assert first == again
     counts = Counter(first)
     assert set(counts) == {t.id for t in renderer.bank("qa").templates if t.language == "en"}
     assert min(counts.values()) > 400 / len(counts) / 2  # roughly even
     other_seed = TemplateRenderer(seed=12)
-    changed = [json.loads(to_canonical(r, "qa", templates=other_seed)["meta"])["template"]
-               for r in records]
+    changed = [
+        json.loads(to_canonical(r, "qa", templates=other_seed)["meta"])["template"] for r in records
+    ]
     assert changed != first
 
 
 def test_language_picks_templates() -> None:
     renderer = TemplateRenderer()
-    zh = to_canonical({"question": "天空为什么是蓝色的？", "answers": ["因为瑞利散射。"]}, "qa",
-                      templates=renderer)
+    zh = to_canonical(
+        {"question": "天空为什么是蓝色的？", "answers": ["因为瑞利散射。"]},
+        "qa",
+        templates=renderer,
+    )
     assert zh["language"] == "zh" and json.loads(zh["meta"])["template"].startswith("qa_zh")
-    forced = to_canonical({"question": "Why?", "answer": "Because."}, "qa", templates=renderer,
-                          language="zh")
+    forced = to_canonical(
+        {"question": "Why?", "answer": "Because."}, "qa", templates=renderer, language="zh"
+    )
     assert json.loads(forced["meta"])["template"].startswith("qa_zh")
-    french = to_canonical({"question": "Pourquoi?", "answer": "Parce que."}, "qa",
-                          templates=renderer, language="fr")  # no fr templates: any template
+    french = to_canonical(
+        {"question": "Pourquoi?", "answer": "Parce que."}, "qa", templates=renderer, language="fr"
+    )  # no fr templates: any template
     assert french["language"] == "fr" and json.loads(french["meta"])["template"].startswith("qa_")
 
 
@@ -75,8 +83,12 @@ def test_detect_language() -> None:
 
 
 def test_qa_record() -> None:
-    value = {"question": "Capital of France?", "context": "France is in Europe.",
-             "answers": ["Paris", "paris"], "id": "q1"}
+    value = {
+        "question": "Capital of France?",
+        "context": "France is in Europe.",
+        "answers": ["Paris", "paris"],
+        "id": "q1",
+    }
     row = to_canonical(value, "qa", templates=TemplateRenderer(), source_line=4)
     prompt, response = (t["content"] for t in row["messages"])
     assert "Capital of France?" in prompt and "France is in Europe." in prompt
@@ -111,8 +123,9 @@ def test_classification_record() -> None:
     assert "I loved it." in row["messages"][0]["content"]
     with pytest.raises(ConversionError, match="out of range"):
         to_canonical({**value, "label": 5}, "classification", templates=TemplateRenderer())
-    plain = to_canonical({"text": "t", "label": "spam"}, "classification",
-                         templates=TemplateRenderer())
+    plain = to_canonical(
+        {"text": "t", "label": "spam"}, "classification", templates=TemplateRenderer()
+    )
     assert plain["messages"][1]["content"] == "spam"
 
 
@@ -173,8 +186,9 @@ def test_user_templates_extend_and_override(tmp_path: Path) -> None:
     assert overridden.prompt.startswith("OVERRIDDEN") and overridden.origin == str(path)
     renderer = TemplateRenderer([str(path)])
     used = Counter(
-        json.loads(to_canonical({"question": f"q{i}?", "answer": "a"}, "qa",
-                                templates=renderer)["meta"])["template"]
+        json.loads(
+            to_canonical({"question": f"q{i}?", "answer": "a"}, "qa", templates=renderer)["meta"]
+        )["template"]
         for i in range(300)
     )
     assert used["my_pirate"] > 0
@@ -192,12 +206,19 @@ def test_user_templates_extend_and_override(tmp_path: Path) -> None:
         ("task: qa\ntemplates: []", "non-empty `templates:`"),
         ("task: qa\ntemplates:\n  - id: t1\n    prompt: x\n", "missing ['response']"),
         ("task: qa\ntemplates:\n  - {id: t1, prompt: x, response: y, lang: en}", "unknown keys"),
-        ("task: qa\ntemplates:\n  - {id: bad_one, prompt: '{{ question ', response: y}",
-         "template 'bad_one': TemplateSyntaxError"),
-        ("task: qa\ntemplates:\n  - {id: undefined_one, prompt: '{{ nope }}', response: y}",
-         "template 'undefined_one': UndefinedError"),
-        ("task: qa\ntemplates:\n  - {id: t, prompt: a, response: b}\n  - {id: t, prompt: a, "
-         "response: b}", "'t' is repeated"),
+        (
+            "task: qa\ntemplates:\n  - {id: bad_one, prompt: '{{ question ', response: y}",
+            "template 'bad_one': TemplateSyntaxError",
+        ),
+        (
+            "task: qa\ntemplates:\n  - {id: undefined_one, prompt: '{{ nope }}', response: y}",
+            "template 'undefined_one': UndefinedError",
+        ),
+        (
+            "task: qa\ntemplates:\n  - {id: t, prompt: a, response: b}\n  - {id: t, prompt: a, "
+            "response: b}",
+            "'t' is repeated",
+        ),
     ],
 )
 def test_bad_template_files_name_the_file_and_template(
@@ -213,8 +234,9 @@ def test_bad_template_files_name_the_file_and_template(
 def test_templates_run_in_a_sandbox(tmp_path: Path) -> None:
     path = tmp_path / "evil.yaml"
     path.write_text(
-        "task: qa\ntemplates:\n  - id: evil\n    prompt: \"{{ question.__class__.__mro__ }}\"\n"
-        "    response: y\n", encoding="utf-8",
+        'task: qa\ntemplates:\n  - id: evil\n    prompt: "{{ question.__class__.__mro__ }}"\n'
+        "    response: y\n",
+        encoding="utf-8",
     )
     with pytest.raises(ValueError, match="template 'evil'"):
         TemplateBank.load("qa", [str(path)])

@@ -45,8 +45,11 @@ def check_filter(
 
 def check_passes_dropped_rows_through(stage: Filter, instruction: str, response: str) -> None:
     """A row an earlier stage dropped is neither judged nor counted; its reason is kept."""
-    earlier = {**record(instruction, response), "drop_reason": "filter.earlier_stage",
-               "drop_detail": json.dumps({"by": "test"})}
+    earlier = {
+        **record(instruction, response),
+        "drop_reason": "filter.earlier_stage",
+        "drop_detail": json.dumps({"by": "test"}),
+    }
     table, counts = stage.run(rows_to_table([earlier]))
     (row,) = table.to_pylist()
     assert row["drop_reason"] == "filter.earlier_stage"

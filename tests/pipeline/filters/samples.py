@@ -24,7 +24,7 @@ EN_CODE_ANSWER = (
     "        if (text.isBlank()) {\n"
     "            return 0;\n"
     "        }\n"
-    "        return text.trim().split(\"\\\\s+\").length;\n"
+    '        return text.trim().split("\\\\s+").length;\n'
     "    }\n"
     "}\n"
     "```\n\n"

@@ -29,13 +29,15 @@ def test_ascii_terms_match_whole_words_case_insensitively(stage):
     assert row["drop_detail"] == {"term": "BadWord", "field": "response"}
     check_filter(stage, "Question?", "Those are badwords and notbadword.", None)
     check_filter(stage, "Question?", "We wrote it in C++ last year.", "filter.blocklisted_term")
-    check_filter(stage, "Question?", "Bad  phrase here? No: bad phrase here!",
-                 "filter.blocklisted_term")
+    check_filter(
+        stage, "Question?", "Bad  phrase here? No: bad phrase here!", "filter.blocklisted_term"
+    )
 
 
 def test_cjk_terms_match_inside_text_without_spaces(stage):
-    row = check_filter(stage, "网上赌博合法吗？", "这取决于所在地区的法律。",
-                       "filter.blocklisted_term")
+    row = check_filter(
+        stage, "网上赌博合法吗？", "这取决于所在地区的法律。", "filter.blocklisted_term"
+    )
     assert row["drop_detail"] == {"term": "赌博", "field": "instruction"}
 
 
@@ -72,12 +74,21 @@ def test_undecodable_or_empty_file_is_rejected(tmp_path):
 
 
 def test_batch_of_mixed_rows(stage):
-    rows = [make_record(messages=[message("user", q), message("assistant", a)],
-                        source_file="t", source_format="messages", source_line=n)
-            for n, (q, a) in enumerate([("Hi", "Hello"), ("赌博？", "不"), ("Q", "badword")])]
+    rows = [
+        make_record(
+            messages=[message("user", q), message("assistant", a)],
+            source_file="t",
+            source_format="messages",
+            source_line=n,
+        )
+        for n, (q, a) in enumerate([("Hi", "Hello"), ("赌博？", "不"), ("Q", "badword")])
+    ]
     table, counts = stage.run(rows_to_table(rows))
     assert table.column("drop_reason").to_pylist() == [
-        None, "filter.blocklisted_term", "filter.blocklisted_term"]
+        None,
+        "filter.blocklisted_term",
+        "filter.blocklisted_term",
+    ]
     assert counts.kept == 1 and counts.dropped == {"filter.blocklisted_term": 2}
 
 

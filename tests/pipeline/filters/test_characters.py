@@ -29,8 +29,12 @@ def test_markdown_headings_are_not_hash_symbols(stage):
 def test_hashtag_spam_is_too_many_symbols(stage):
     response = "Great day at the beach with friends #summer #sun #beach #fun #love"
     row = check_filter(stage, "Caption?", response, "filter.too_many_symbols")
-    assert row["drop_detail"] == {"field": "response", "symbol_to_word_ratio": 0.4167,
-                                  "max": 0.1, "symbol": "#"}
+    assert row["drop_detail"] == {
+        "field": "response",
+        "symbol_to_word_ratio": 0.4167,
+        "max": 0.1,
+        "symbol": "#",
+    }
 
 
 def test_ellipses_count_once_per_run_in_any_script(stage):
@@ -43,16 +47,14 @@ def test_ellipses_count_once_per_run_in_any_script(stage):
 def test_numbers_and_symbols_without_words_are_too_few_letters(stage):
     response = "12 34 56 78 90 11 22 33 then 44"
     row = check_filter(stage, "Numbers?", response, "filter.too_few_letters")
-    assert row["drop_detail"] == {"field": "response", "alphabetic_word_fraction": 0.1,
-                                  "min": 0.8}
+    assert row["drop_detail"] == {"field": "response", "alphabetic_word_fraction": 0.1, "min": 0.8}
 
 
 def test_symbol_soup_is_too_many_symbols(stage):
     # Every word holds a letter, so only the character-level ratio catches this decoration.
     response = "♥♥love♥♥ ★★joy★★ ♥♥peace♥♥ ★★hope★★ ♥♥fun♥♥ ★★sun★★"
     row = check_filter(stage, "Art?", response, "filter.too_many_symbols")
-    assert row["drop_detail"] == {"field": "response", "symbol_char_fraction": 0.5217,
-                                  "max": 0.5}
+    assert row["drop_detail"] == {"field": "response", "symbol_char_fraction": 0.5217, "max": 0.5}
 
 
 def test_code_blocks_are_left_out_of_the_ratios(stage):

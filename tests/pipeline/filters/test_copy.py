@@ -18,8 +18,12 @@ def test_answers_are_kept(stage):
 
 def test_echoed_instruction_is_a_copy(stage):
     instruction = "Rewrite the following sentence in the passive voice: The cat chased the mouse."
-    row = check_filter(stage, instruction, "rewrite the following sentence in the PASSIVE voice!",
-                       "filter.response_copies_instruction")
+    row = check_filter(
+        stage,
+        instruction,
+        "rewrite the following sentence in the PASSIVE voice!",
+        "filter.response_copies_instruction",
+    )
     assert row["drop_detail"] == {"copied_chars": 51, "min": 20}
 
 
@@ -32,12 +36,17 @@ def test_near_copy_is_caught_by_similarity(stage):
 
 def test_chinese_copy(stage):
     instruction = "请把下面这句话翻译成英文：今天天气很好，我们吃完午饭以后一起去公园散步吧。"
-    check_filter(stage, instruction, "今天天气很好，我们吃完午饭以后一起去公园散步吧！",
-                 "filter.response_copies_instruction")
+    check_filter(
+        stage,
+        instruction,
+        "今天天气很好，我们吃完午饭以后一起去公园散步吧！",
+        "filter.response_copies_instruction",
+    )
     # Under min_copied_chars (20) and too different from the whole instruction: kept.
     check_filter(stage, instruction, "我们一起去公园散步吧", None)
-    check_filter(stage, instruction, "The weather is nice today; let's take a walk in the park.",
-                 None)
+    check_filter(
+        stage, instruction, "The weather is nice today; let's take a walk in the park.", None
+    )
 
 
 def test_short_quoted_answers_are_kept(stage):

@@ -10,10 +10,14 @@ from tests.pipeline.filters.helpers import (
 )
 from tests.pipeline.filters.samples import EN_ANSWER, EN_CODE_ANSWER, ZH_ANSWER
 
-FR_ANSWER = ("La photosynthèse est le processus par lequel les plantes vertes utilisent la "
-             "lumière du soleil pour transformer le dioxyde de carbone et l'eau en glucose.")
-DE_ANSWER = ("Die Photosynthese ist der Vorgang, bei dem grüne Pflanzen mit Hilfe von "
-             "Sonnenlicht aus Kohlendioxid und Wasser Traubenzucker und Sauerstoff herstellen.")
+FR_ANSWER = (
+    "La photosynthèse est le processus par lequel les plantes vertes utilisent la "
+    "lumière du soleil pour transformer le dioxyde de carbone et l'eau en glucose."
+)
+DE_ANSWER = (
+    "Die Photosynthese ist der Vorgang, bei dem grüne Pflanzen mit Hilfe von "
+    "Sonnenlicht aus Kohlendioxid und Wasser Traubenzucker und Sauerstoff herstellen."
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +32,13 @@ def test_allowed_languages_are_kept_and_labelled(stage):
     assert row["language"] == "zh"
 
 
-@pytest.mark.parametrize("instruction, response, language", [
-    ("Explique la photosynthèse.", FR_ANSWER, "fr"),
-    ("Erkläre die Photosynthese.", DE_ANSWER, "de"),
-])
+@pytest.mark.parametrize(
+    "instruction, response, language",
+    [
+        ("Explique la photosynthèse.", FR_ANSWER, "fr"),
+        ("Erkläre die Photosynthese.", DE_ANSWER, "de"),
+    ],
+)
 def test_other_languages_are_not_allowed(stage, instruction, response, language):
     row = check_filter(stage, instruction, response, "filter.language_not_allowed")
     assert row["language"] == language
@@ -49,16 +56,22 @@ def test_declared_language_is_trusted_unless_overwrite(stage):
     row = check_filter(stage, "Explique la photosynthèse.", FR_ANSWER, None, language="en")
     assert row["language"] == "en"
     overwrite = LanguageFilter(LanguageConfig(allow=("en", "zh"), overwrite=True))
-    row = check_filter(overwrite, "Explique la photosynthèse.", FR_ANSWER,
-                       "filter.language_not_allowed", language="en")
+    row = check_filter(
+        overwrite,
+        "Explique la photosynthèse.",
+        FR_ANSWER,
+        "filter.language_not_allowed",
+        language="en",
+    )
     assert row["language"] == "fr"
 
 
 def test_uncertain_detection_of_a_long_enough_text():
     strict = LanguageFilter(LanguageConfig(min_confidence=0.99))
     instruction = "Translate into French: I like green apples."
-    row = check_filter(strict, instruction, "J'aime les pommes vertes.",
-                       "filter.language_uncertain")
+    row = check_filter(
+        strict, instruction, "J'aime les pommes vertes.", "filter.language_uncertain"
+    )
     assert row["drop_detail"]["min"] == 0.99 and row["drop_detail"]["probability"] < 0.99
 
 
@@ -83,8 +96,10 @@ def test_all_languages_allowed_by_default():
 
 
 def test_labels_are_counted_as_modifications(stage):
-    rows = [record("Explain photosynthesis.", EN_ANSWER),
-            record("解释一下光合作用。", ZH_ANSWER, language="zh")]
+    rows = [
+        record("Explain photosynthesis.", EN_ANSWER),
+        record("解释一下光合作用。", ZH_ANSWER, language="zh"),
+    ]
     table, counts = stage.run(rows_to_table(rows))
     assert table.column("language").to_pylist() == ["en", "zh"]
     assert counts.modified == {"language.labelled": 1} and counts.kept == 2

@@ -7,8 +7,14 @@ from tests.pipeline.filters.helpers import check_filter, check_passes_dropped_ro
 
 @pytest.fixture
 def stage():
-    return LengthFilter(LengthConfig(min_instruction_chars=3, max_instruction_chars=50,
-                                     min_response_chars=5, max_response_chars=60))
+    return LengthFilter(
+        LengthConfig(
+            min_instruction_chars=3,
+            max_instruction_chars=50,
+            min_response_chars=5,
+            max_response_chars=60,
+        )
+    )
 
 
 def test_keeps_records_within_bounds(stage):
@@ -42,14 +48,21 @@ def test_defaults_keep_a_one_character_answer():
     check_filter(LengthFilter(LengthConfig()), "1 + 1 = ?", "2", None)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"min_response_chars": 10, "max_response_chars": 5},
-     "min_response_chars (10) must be <= max_response_chars (5)"),
-    ({"min_instruction_chars": 30, "max_instruction_chars": 20},
-     "min_instruction_chars (30) must be <= max_instruction_chars (20)"),
-    ({"min_response_chars": -1}, "greater than or equal to 0"),
-    ({"max_chars": 5}, "Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            {"min_response_chars": 10, "max_response_chars": 5},
+            "min_response_chars (10) must be <= max_response_chars (5)",
+        ),
+        (
+            {"min_instruction_chars": 30, "max_instruction_chars": 20},
+            "min_instruction_chars (30) must be <= max_instruction_chars (20)",
+        ),
+        ({"min_response_chars": -1}, "greater than or equal to 0"),
+        ({"max_chars": 5}, "Extra inputs are not permitted"),
+    ],
+)
 def test_bounds_are_validated(options, message):
     with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         LengthConfig(**options)

@@ -11,42 +11,61 @@ def stage():
     return RefusalFilter(RefusalConfig())
 
 
-@pytest.mark.parametrize("response", [
-    "As an AI language model, I do not have personal opinions.",
-    "As an AI, I don't have feelings, but I can explain.",
-    "I'm sorry, but I cannot help with that.",
-    "I’m sorry, but I can’t share that.",
-    "I am sorry but I won't write that.",
-    "I cannot fulfill this request because it is harmful.",
-    "Unfortunately, I am unable to provide real-time stock prices.",
-    "作为一个AI语言模型，我没有个人观点。",
-    "作为一个人工智能，我无法访问互联网。",
-    "抱歉，我无法回答这个问题。",
-    "对不起，我不能提供这类信息。",
-    "很抱歉，但我无法完成这个请求。",
-])
+@pytest.mark.parametrize(
+    "response",
+    [
+        "As an AI language model, I do not have personal opinions.",
+        "As an AI, I don't have feelings, but I can explain.",
+        "I'm sorry, but I cannot help with that.",
+        "I’m sorry, but I can’t share that.",
+        "I am sorry but I won't write that.",
+        "I cannot fulfill this request because it is harmful.",
+        "Unfortunately, I am unable to provide real-time stock prices.",
+        "作为一个AI语言模型，我没有个人观点。",
+        "作为一个人工智能，我无法访问互联网。",
+        "抱歉，我无法回答这个问题。",
+        "对不起，我不能提供这类信息。",
+        "很抱歉，但我无法完成这个请求。",
+    ],
+)
 def test_refusals_and_disclaimers(stage, response):
     check_filter(stage, "Question?", response, "filter.refusal")
 
 
-@pytest.mark.parametrize("response", [
-    "<nooutput>", "< No Output >", "N/A", "n/a.", "No output.", "None", "none。", "TODO",
-    "Lorem ipsum dolor sit amet, consectetur adipiscing elit.", "Sorry, I don't know.",
-    "无", "暂无。", "  null  ",
-])
+@pytest.mark.parametrize(
+    "response",
+    [
+        "<nooutput>",
+        "< No Output >",
+        "N/A",
+        "n/a.",
+        "No output.",
+        "None",
+        "none。",
+        "TODO",
+        "Lorem ipsum dolor sit amet, consectetur adipiscing elit.",
+        "Sorry, I don't know.",
+        "无",
+        "暂无。",
+        "  null  ",
+    ],
+)
 def test_placeholder_responses_are_boilerplate(stage, response):
     check_filter(stage, "Question?", response, "filter.boilerplate_response")
 
 
-@pytest.mark.parametrize("response", [
-    EN_ANSWER,
-    ZH_ANSWER,
-    "None of the listed numbers is prime.",
-    "无论如何，先把问题描述清楚。",
-    "As an AI researcher, you should first define the evaluation metric.",
-    "作为人工智能领域的专家，他提出了三个建议。",
-    "Sorry for the wait! Here is the list you asked for.",
-])
+@pytest.mark.parametrize(
+    "response",
+    [
+        EN_ANSWER,
+        ZH_ANSWER,
+        "None of the listed numbers is prime.",
+        "无论如何，先把问题描述清楚。",
+        "As an AI researcher, you should first define the evaluation metric.",
+        "作为人工智能领域的专家，他提出了三个建议。",
+        "Sorry for the wait! Here is the list you asked for.",
+    ],
+)
 def test_helpful_answers_are_kept(stage, response):
     check_filter(stage, "Question?", response, None)
 
@@ -62,8 +81,9 @@ def test_refusal_outside_the_window_is_not_a_refusal(stage):
 
 
 def test_patterns_are_configurable():
-    custom = RefusalFilter(RefusalConfig(refusal_patterns=(r"\bno comment\b",),
-                                         boilerplate_patterns=(r"-+",)))
+    custom = RefusalFilter(
+        RefusalConfig(refusal_patterns=(r"\bno comment\b",), boilerplate_patterns=(r"-+",))
+    )
     check_filter(custom, "Q?", "No comment at this time.", "filter.refusal")
     check_filter(custom, "Q?", "---", "filter.boilerplate_response")
     check_filter(custom, "Q?", "N/A", None)

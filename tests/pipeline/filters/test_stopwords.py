@@ -25,8 +25,12 @@ def stage():
 def test_english_prose_is_kept_and_a_noun_list_is_dropped(stage):
     check_filter(stage, "Explain photosynthesis.", EN_ANSWER, None, language="en")
     row = check_filter(stage, "Fruits?", EN_NOUNS, "filter.too_few_stopwords", language="en")
-    assert row["drop_detail"] == {"field": "response", "language": "en", "stopword_ratio": 0.0,
-                                  "min": 0.06}
+    assert row["drop_detail"] == {
+        "field": "response",
+        "language": "en",
+        "stopword_ratio": 0.0,
+        "min": 0.06,
+    }
 
 
 def test_chinese_prose_is_kept_and_lists_are_dropped(stage):
@@ -65,7 +69,13 @@ def test_per_language_override():
 def test_forward_maximum_match_prefers_the_longest_stopword():
     stopwords = frozenset({"因为", "因", "所以", "的"})
     assert forward_maximum_match("因为天气的原因所以", stopwords, 2) == [
-        "因为", "天", "气", "的", "原", "因", "所以",
+        "因为",
+        "天",
+        "气",
+        "的",
+        "原",
+        "因",
+        "所以",
     ]
     tokens = unspaced_tokens("我用Python 3写的程序", frozenset({"的", "我"}), 1)
     assert tokens == ["我", "用", "Python", "3", "写", "的", "程", "序"]

@@ -14,10 +14,29 @@ from pipeline.text import (
 
 def test_words_split_cjk_characters_and_strip_edge_punctuation():
     assert words("你好，世界! Hello, world... (Python语言) “C++”") == [
-        "你", "好", "世", "界", "Hello", "world", "Python", "语", "言", "C++",
+        "你",
+        "好",
+        "世",
+        "界",
+        "Hello",
+        "world",
+        "Python",
+        "语",
+        "言",
+        "C++",
     ]
     assert words("カタカナ・ひらがな 한국어") == [
-        "カ", "タ", "カ", "ナ", "ひ", "ら", "が", "な", "한", "국", "어",
+        "カ",
+        "タ",
+        "カ",
+        "ナ",
+        "ひ",
+        "ら",
+        "が",
+        "な",
+        "한",
+        "국",
+        "어",
     ]
     assert words("... ，。 ---") == []
 
