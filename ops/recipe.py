@@ -108,7 +108,9 @@ def _resolve_relative_paths(recipe: DataRecipe) -> DataRecipe:
     Kept as written; only made absolute so Ray workers (whose cwd differs) see the same file.
     """
 
-    def absolute(path: str) -> str:
+    def absolute(path: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        if isinstance(path, tuple):
+            return tuple(absolute(item) for item in path)
         return path if "://" in path or path.startswith("/") else str(Path(path).resolve())
 
     inputs = tuple(
@@ -147,9 +149,32 @@ def preflight(recipe: DataRecipe, source: str, overwrite: bool) -> None:
             problems.append(
                 Problem(path=f"inputs[{index}].path", message=str(error), value=item.path)
             )
+    problems.extend(_check_stage_files(recipe))
     problems.extend(_check_output(recipe.output.path, overwrite))
     if problems:
         raise RecipeError(problems, source)
+
+
+def _check_stage_files(recipe: DataRecipe) -> list[Problem]:
+    """Files a stage reads (blocklists, evaluation sets, models) exist, before Ray starts."""
+    problems = []
+    for index, spec in enumerate(recipe.stages):
+        if not spec.config.enabled:
+            continue
+        for name in path_fields(type(spec.config)):
+            value = getattr(spec.config, name)
+            for position, path in enumerate(value if isinstance(value, tuple) else (value,)):
+                where = f"stages[{index}].{spec.name}.{name}"
+                where += f"[{position}]" if isinstance(value, tuple) else ""
+                try:
+                    filesystem, local = open_filesystem(path)
+                    missing = filesystem.get_file_info(local).type == pafs.FileType.NotFound
+                except (OSError, ValueError) as error:
+                    problems.append(Problem(path=where, message=f"unreadable: {error}", value=path))
+                    continue
+                if missing:
+                    problems.append(Problem(path=where, message="file not found", value=path))
+    return problems
 
 
 def _check_output(path: str, overwrite: bool) -> list[Problem]:

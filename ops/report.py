@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 from pipeline.read import open_filesystem  # noqa: E402
 
 MIX_SHOWN = 12
+FINDINGS_SHOWN = 50
 
 
 def _png(figure: Any) -> str:
@@ -117,7 +118,6 @@ th{background:#f0f0f0}"""
 
 
 def render_report(stats: dict[str, Any]) -> str:
-    conservation = stats["conservation"]
     funnel_rows = [
         [
             s["stage"],
@@ -135,6 +135,21 @@ def render_report(stats: dict[str, Any]) -> str:
         for reason, count in stats["drop_reasons"].items()
     ]
     sources = list(stats["mix"].get("source_file", {}).items())[:MIX_SHOWN]
+    return (
+        page_head(stats, funnel_rows, reason_rows)
+        + findings_section(stats["stages"])
+        + f"""<h2>Lengths</h2>{length_plot(stats["length_histograms"])}
+<h2>Mix of kept records</h2>{mix_plot(stats["mix"])}
+{_table(["source file", "records kept"], [[k, v] for k, v in sources])}
+<h2>Samples</h2>{_samples(stats["samples"])}
+</body></html>"""
+    )
+
+
+def page_head(
+    stats: dict[str, Any], funnel_rows: list[list[Any]], reason_rows: list[list[Any]]
+) -> str:
+    conservation = stats["conservation"]
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>instructflow report: {html.escape(stats["recipe_name"])}</title>
 <style>{STYLE}</style></head><body>
@@ -146,11 +161,23 @@ rejected, {conservation["quarantine"]} quarantined. Conservation
 <h2>Stage funnel</h2>{funnel_plot(stats["stages"])}
 {_table(["stage", "in", "out", "dropped", "edits", "seconds"], funnel_rows)}
 <h2>Drop reasons</h2>{_table(["reason", "records", "share"], reason_rows)}
-<h2>Lengths</h2>{length_plot(stats["length_histograms"])}
-<h2>Mix of kept records</h2>{mix_plot(stats["mix"])}
-{_table(["source file", "records kept"], [[k, v] for k, v in sources])}
-<h2>Samples</h2>{_samples(stats["samples"])}
-</body></html>"""
+"""
+
+
+def findings_section(stages: list[dict[str, Any]]) -> str:
+    """What stages found beyond drops: decontamination's matched evaluation items."""
+    parts = []
+    for stage in stages:
+        findings = stage.get("findings") or {}
+        if not findings:
+            continue
+        rows = sorted(findings.items(), key=lambda item: (-item[1], item[0]))[:FINDINGS_SHOWN]
+        parts.append(
+            f"<h2>{html.escape(stage['stage'])}: matched evaluation items</h2>"
+            f"<p>{len(findings)} items matched {sum(findings.values())} training records "
+            f"(top {len(rows)} shown).</p>" + _table(["evaluation item", "records"], rows)
+        )
+    return "".join(parts)
 
 
 def write_report(stats: dict[str, Any], uri: str) -> None:
@@ -178,6 +205,11 @@ def terminal_summary(stats: dict[str, Any], manifest: dict[str, Any]) -> str:
         )
     lines += ["", "drop reasons:"]
     lines += [f"  {reason:<40}{count:>8}" for reason, count in stats["drop_reasons"].items()]
+    for stage in stats["stages"]:
+        findings = sorted((stage.get("findings") or {}).items(), key=lambda i: (-i[1], i[0]))
+        if findings:
+            lines.append(f"{stage['stage']}: {len(findings)} evaluation items matched")
+            lines += [f"  {item:<40}{count:>8}" for item, count in findings[:10]]
     for column in ("language", "task", "source_format"):
         shown = ", ".join(f"{k or '(none)'}={v}" for k, v in list(stats["mix"][column].items())[:8])
         lines.append(f"{column}: {shown}")

@@ -76,17 +76,18 @@ def stage_funnel(recipe: DataRecipe, result: RunResult) -> list[dict[str, Any]]:
             if owners.get(reason) == spec.name
         }
         counts = result.stage_counts.get(position, {})
-        funnel.append(
-            {
-                "stage": spec.name,
-                "enabled": spec.config.enabled,
-                "in": alive,
-                "out": alive - sum(dropped.values()),
-                "dropped": dropped,
-                "modified": counts.get("modified", {}),
-                "seconds": counts.get("seconds"),
-            }
-        )
+        entry = {
+            "stage": spec.name,
+            "enabled": spec.config.enabled,
+            "in": alive,
+            "out": alive - sum(dropped.values()),
+            "dropped": dropped,
+            "modified": counts.get("modified", {}),
+            "seconds": counts.get("seconds"),
+        }
+        if counts.get("findings"):
+            entry["findings"] = counts["findings"]
+        funnel.append(entry)
         alive -= sum(dropped.values())
     return funnel
 

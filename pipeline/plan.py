@@ -23,8 +23,8 @@ from pipeline.accounting import Summary, check_conservation, summarize_batch
 from pipeline.config import DataRecipe, StageSpec
 from pipeline.ingest import INGEST_REASONS, InputConfig, ingest_file
 from pipeline.read import InputFile, list_input_files
-from pipeline.registry import reason_owners, stage_class
-from pipeline.stage import Resources, StageCounts
+from pipeline.registry import is_global, reason_owners, stage_class
+from pipeline.stage import GlobalContext, Resources, StageCounts
 from pipeline.writer import (
     SHARD_KEY,
     WRITE_RESULT_SCHEMA,
@@ -162,11 +162,18 @@ def input_files(recipe: DataRecipe) -> list[dict[str, Any]]:
     return rows
 
 
-def chains(specs: tuple[StageSpec, ...]) -> list[tuple[Resources, list[tuple[int, str, dict]]]]:
-    """Group consecutive stages with equal resource needs into one operator each."""
-    grouped: list[tuple[Resources, list[tuple[int, str, dict]]]] = []
+Segment = tuple[Resources, list[tuple[int, str, dict]]] | tuple[None, int, StageSpec]
+
+
+def segments(specs: tuple[StageSpec, ...]) -> list[Segment]:
+    """Consecutive per-batch stages with equal resource needs become one chain (one Ray Data
+    operator each); a global stage stands alone as ``(None, position, spec)``."""
+    grouped: list[Segment] = []
     for position, spec in enumerate(specs):
         if not spec.config.enabled:
+            continue
+        if is_global(spec.name):
+            grouped.append((None, position, spec))
             continue
         needs = stage_class(spec.name).resources(spec.config)
         entry = (position, spec.name, spec.config.model_dump(mode="json"))
@@ -177,15 +184,16 @@ def chains(specs: tuple[StageSpec, ...]) -> list[tuple[Resources, list[tuple[int
     return grouped
 
 
-def build_dataset(recipe: DataRecipe, files: list[dict[str, Any]], tally: Any) -> ray.data.Dataset:
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    workers = recipe.run.max_workers or max(1, cpus)
-    groups = chains(recipe.stages)
-    # The first chain reads the files itself when it is a plain CPU chain; otherwise the
-    # readers run as a CPU chain of no stages in front of it.
-    first_specs = groups.pop(0)[1] if groups and groups[0][0] == Resources() else []
+def chains(specs: tuple[StageSpec, ...]) -> list[tuple[Resources, list[tuple[int, str, dict]]]]:
+    """The per-batch chains alone (global stages left out)."""
+    return [segment for segment in segments(specs) if segment[0] is not None]
+
+
+def read_stage(
+    recipe: DataRecipe, files: list[dict[str, Any]], tally: Any, first_specs: list, workers: int
+) -> ray.data.Dataset:
     dataset = ray.data.from_items(files, override_num_blocks=max(1, len(files)))
-    dataset = dataset.map_batches(
+    return dataset.map_batches(
         ReadAndProcess,
         fn_constructor_kwargs={
             "specs": first_specs,
@@ -198,7 +206,32 @@ def build_dataset(recipe: DataRecipe, files: list[dict[str, Any]], tally: Any) -
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=min(workers, max(1, len(files)))),
     )
-    for needs, specs in groups:
+
+
+def build_dataset(recipe: DataRecipe, files: list[dict[str, Any]], tally: Any) -> ray.data.Dataset:
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    workers = recipe.run.max_workers or max(1, cpus)
+    groups = segments(recipe.stages)
+    # The first chain reads the files itself when it is a plain CPU chain; otherwise the
+    # readers run as a CPU chain of no stages in front of it.
+    first_specs = groups.pop(0)[1] if groups and groups[0][0] == Resources() else []
+    dataset = read_stage(recipe, files, tally, first_specs, workers)
+    file_index = {item["uri"]: index for index, item in enumerate(files)}
+    for needs, *rest in groups:
+        if needs is None:
+            position, spec = rest
+            context = GlobalContext(
+                seed=recipe.seed,
+                workers=workers,
+                position=position,
+                file_index=file_index,
+                tally=tally,
+            )
+            # A global stage reads its input several times (keys, then the join back):
+            # materialize once so upstream stages never run twice.
+            dataset = stage_class(spec.name)(spec.config).apply(dataset.materialize(), context)
+            continue
+        (specs,) = rest
         dataset = dataset.map_batches(
             StageChain,
             fn_constructor_kwargs={"specs": specs, "tally": tally},

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from functools import cache
 
-from pipeline.stage import Stage
+from pipeline.stage import GlobalStage, Stage
 
 
 @cache
-def _stages() -> dict[str, type[Stage]]:
+def _stages() -> dict[str, type[Stage] | type[GlobalStage]]:
     # Imported here, not at module top, so `pipeline.config` can be imported by light tools
     # (recipe validation) without paying for every stage's dependencies up front.
     from pipeline.clean import CleanText
+    from pipeline.decontaminate import Decontaminate
+    from pipeline.dedup_exact import ExactDedup
+    from pipeline.dedup_near import NearDedup
     from pipeline.filters.blocklist import BlocklistFilter
     from pipeline.filters.characters import CharacterRatioFilter
     from pipeline.filters.copy import CopyFilter
@@ -22,7 +25,7 @@ def _stages() -> dict[str, type[Stage]]:
     from pipeline.filters.stopwords import StopwordFilter
     from pipeline.pii import RedactPII
 
-    classes: list[type[Stage]] = [
+    classes: list[type[Stage] | type[GlobalStage]] = [
         CleanText,
         RedactPII,
         LanguageFilter,
@@ -33,6 +36,9 @@ def _stages() -> dict[str, type[Stage]]:
         RefusalFilter,
         CopyFilter,
         BlocklistFilter,
+        ExactDedup,
+        NearDedup,
+        Decontaminate,
     ]
     return {cls.name: cls for cls in classes}
 
@@ -41,7 +47,7 @@ def stage_names() -> list[str]:
     return list(_stages())
 
 
-def stage_class(name: str) -> type[Stage]:
+def stage_class(name: str) -> type[Stage] | type[GlobalStage]:
     return _stages()[name]
 
 
@@ -52,3 +58,7 @@ def reason_owners() -> dict[str, str]:
         for reason in cls.drop_reasons:
             owners[reason] = name
     return owners
+
+
+def is_global(name: str) -> bool:
+    return issubclass(_stages()[name], GlobalStage)

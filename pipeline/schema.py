@@ -44,6 +44,9 @@ RECORD_FIELDS = [
     pa.field("domain", pa.string(), nullable=False),
     pa.field("language", pa.string(), nullable=False),
     pa.field("meta", pa.string(), nullable=False),
+    # Set by a quality model (issue 4); null until one scores the record. Dedup's keeper
+    # policy ``highest_quality`` reads it.
+    pa.field("quality_score", pa.float64()),
 ]
 RECORD_SCHEMA = pa.schema(RECORD_FIELDS)
 
@@ -125,6 +128,7 @@ def make_record(
         "domain": domain,
         "language": language,
         "meta": json.dumps(meta or {}, ensure_ascii=False, sort_keys=True),
+        "quality_score": None,
         "drop_reason": None,
         "drop_detail": None,
         "raw": None,
@@ -148,6 +152,7 @@ def quarantine_row(
         "domain": "",
         "language": "",
         "meta": "{}",
+        "quality_score": None,
         "drop_reason": reason,
         "drop_detail": detail,
         "raw": raw,

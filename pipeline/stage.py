@@ -8,6 +8,12 @@ times the call and counts what happened. Subclasses write only the decision:
 - a ``Transform`` returns the edited live rows (same count, same order) and counts its edits.
 
 Stages are pure and Ray-free; ``pipeline.plan`` wraps them as Ray Data callables.
+
+A ``GlobalStage`` is the other kind: it must see the whole corpus at once (dedup, sampling,
+splits). It receives the materialized Ray Data dataset and returns a dataset with the same
+columns, in which it has only set ``drop_reason``/``drop_detail`` on rows it drops (or edited
+live rows). Its logic lives in pure per-batch functions that the plan-free tests call directly;
+the Ray part is the shuffles and joins that bring the right rows together.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, NamedTuple
+from typing import Annotated, Any, ClassVar, NamedTuple, get_args
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,10 +41,16 @@ FilePath = Annotated[str, PathMarker()]
 
 
 def path_fields(model: type[BaseModel]) -> list[str]:
+    """Fields holding a ``FilePath`` or a tuple of them."""
+
+    def is_path(annotation: Any) -> bool:
+        return any(isinstance(item, PathMarker) for item in getattr(annotation, "__metadata__", ()))
+
     return [
         name
         for name, info in model.model_fields.items()
         if any(isinstance(item, PathMarker) for item in info.metadata)
+        or any(is_path(arg) for arg in get_args(info.annotation))
     ]
 
 
@@ -61,6 +73,23 @@ class Resources(NamedTuple):
     batch_size: int = 1024
 
 
+@dataclass(frozen=True)
+class GlobalContext:
+    """What a global stage may use besides its config, handed over by the plan builder.
+
+    ``file_index`` numbers every input file in listing order, so ``(file, line)`` gives each
+    record a unique 64-bit row key (``row_uid``) without a pass over the data. ``report`` is
+    a callable ``(key, value)`` that stores stage output for stats.json and the report; it is
+    an actor handle method on Ray, a plain function in tests.
+    """
+
+    seed: int
+    workers: int
+    position: int
+    file_index: dict[str, int]
+    tally: Any = None
+
+
 class Drop(NamedTuple):
     reason: str
     detail: dict[str, Any] | None = None
@@ -74,6 +103,8 @@ class StageCounts:
     kept: int = 0
     dropped: Counter = field(default_factory=Counter)
     modified: Counter = field(default_factory=Counter)
+    # What a stage found beyond the funnel, e.g. decontamination's matched evaluation items.
+    findings: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
     def __add__(self, other: StageCounts) -> StageCounts:
@@ -82,6 +113,7 @@ class StageCounts:
             kept=self.kept + other.kept,
             dropped=self.dropped + other.dropped,
             modified=self.modified + other.modified,
+            findings=self.findings + other.findings,
             seconds=self.seconds + other.seconds,
         )
 
@@ -91,6 +123,7 @@ class StageCounts:
             "kept": self.kept,
             "dropped": dict(sorted(self.dropped.items())),
             "modified": dict(sorted(self.modified.items())),
+            "findings": dict(sorted(self.findings.items())),
             "seconds": round(self.seconds, 6),
         }
 
@@ -101,6 +134,7 @@ class StageCounts:
             kept=data["kept"],
             dropped=Counter(data["dropped"]),
             modified=Counter(data["modified"]),
+            findings=Counter(data.get("findings", {})),
             seconds=data["seconds"],
         )
 
@@ -205,3 +239,25 @@ def with_drops(batch: pa.Table, reasons: list[str | None], details: list[str | N
     return batch.set_column(
         batch.schema.get_field_index("drop_detail"), "drop_detail", pa.array(details, pa.string())
     )
+
+
+class GlobalStage(ABC):
+    """A stage over the whole dataset. Subclasses implement ``apply`` with Ray Data shuffles,
+    groupbys or joins, never a collection on the driver."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[StageConfig]] = StageConfig
+    drop_reasons: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: StageConfig) -> None:
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{type(self).__name__} needs {self.Config.__name__}, got {config!r}")
+        self.config = config
+
+    @classmethod
+    def resources(cls, config: StageConfig) -> Resources:
+        return Resources()
+
+    @abstractmethod
+    def apply(self, dataset: Any, context: GlobalContext) -> Any:
+        """``ray.data.Dataset`` in FLOW_SCHEMA (materialized) to one in FLOW_SCHEMA (lazy)."""

@@ -61,6 +61,8 @@ def test_quickstart_every_stage_visibly_acts(quickstart):
         "filter.refusal",
         "filter.repeated_ngrams",
         "filter.blocklisted_term",
+        "dedup.exact",
+        "dedup.contaminated",
     ):
         assert reasons.get(expected, 0) > 0, (expected, reasons)
     edits = {stage["stage"]: stage["modified"] for stage in stats["stages"]}
@@ -212,11 +214,14 @@ def test_a_stage_failing_on_a_worker_gives_a_clear_error(ray_session, tmp_path, 
         )
     )
     from ops import datarun
-    from ops.recipe import load_recipe
 
-    loaded = load_recipe(str(recipe))  # valid now ...
-    blocklist.unlink()  # ... and gone by the time a worker starts the stage
-    monkeypatch.setattr(datarun, "load_recipe", lambda path, overrides: loaded)
+    real_preflight = datarun.preflight
+
+    def preflight_then_lose_the_file(*args, **kwargs):
+        real_preflight(*args, **kwargs)  # valid now ...
+        blocklist.unlink()  # ... and gone by the time a worker starts the stage
+
+    monkeypatch.setattr(datarun, "preflight", preflight_then_lose_the_file)
     with pytest.raises(PipelineError) as caught:
         run_data(str(recipe))
     message = str(caught.value)

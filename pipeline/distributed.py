@@ -1,0 +1,149 @@
+"""The Ray Data building blocks global stages share: keyed blocks, partition sizing, drops.
+
+- ``grouped_blocks`` hash-partitions a dataset on a key, sorted, and runs a vectorised
+  function once per block. Every row of a key lands in one block, which is what Ray's own
+  ``map_groups`` relies on; unlike ``map_groups`` it costs no Python call per group, which
+  matters when the groups are millions of LSH buckets.
+- ``mark_drops`` joins a table of losers (``_uid`` plus detail columns) back onto the corpus
+  and stamps ``drop_reason``. The join is a hash shuffle whose partition count grows with the
+  data, so no worker holds more than ``PARTITION_BYTES`` of it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from pipeline.dedup_keys import UID_COLUMN, row_uids
+from pipeline.schema import FLOW_SCHEMA
+from pipeline.stage import GlobalContext, StageCounts
+
+PARTITION_BYTES = 256 * 1024 * 1024
+
+
+def partitions_for(dataset: ray.data.Dataset, workers: int) -> int:
+    """Enough hash partitions that each holds at most ``PARTITION_BYTES``, and at least one
+    per worker. ``size_bytes`` is block metadata on a materialized dataset: no data moves."""
+    size = dataset.size_bytes() or 0
+    return max(1, workers, math.ceil(size / PARTITION_BYTES))
+
+
+def grouped_blocks(
+    dataset: ray.data.Dataset,
+    key: str,
+    fn: Callable[[pa.Table], pa.Table],
+    num_partitions: int,
+) -> ray.data.Dataset:
+    """``fn`` over whole blocks of a hash partitioning on ``key``, each block sorted by it."""
+    return dataset.repartition(num_partitions, keys=[key], sort=True).map_batches(
+        fn, batch_size=None, batch_format="pyarrow"
+    )
+
+
+def with_uid(batch: pa.Table, file_index: dict[str, int]) -> pa.Table:
+    return batch.append_column(UID_COLUMN, pa.array(row_uids(batch, file_index), pa.int64()))
+
+
+def drop_details(batch: pa.Table, hit: np.ndarray, columns: tuple[str, ...]) -> list[str | None]:
+    values = {name: batch.column(name).to_pylist() for name in columns}
+    details: list[str | None] = []
+    for row in range(batch.num_rows):
+        if not hit[row]:
+            details.append(None)
+            continue
+        detail = {name: values[name][row] for name in columns}
+        if isinstance(detail.get("similarity"), float):
+            detail["similarity"] = round(detail["similarity"], 4)
+        details.append(json.dumps(detail, ensure_ascii=False, sort_keys=True))
+    return details
+
+
+def apply_losers(
+    batch: pa.Table,
+    *,
+    reason: str,
+    detail_columns: tuple[str, ...],
+    position: int,
+    tally: Any,
+) -> pa.Table:
+    """Stamp ``reason`` on live rows the join matched to a loser; drop the join's columns."""
+    started = time.perf_counter()
+    was_alive = pc.is_null(batch.column("drop_reason")).to_numpy(zero_copy_only=False)
+    matched = pc.is_valid(batch.column(detail_columns[0])).to_numpy(zero_copy_only=False)
+    hit = was_alive & matched
+    reasons = batch.column("drop_reason").to_pylist()
+    details = batch.column("drop_detail").to_pylist()
+    new_details = drop_details(batch, hit, detail_columns)
+    for row in np.flatnonzero(hit):
+        reasons[row] = reason
+        details[row] = new_details[row]
+    batch = batch.set_column(
+        batch.schema.get_field_index("drop_reason"), "drop_reason", pa.array(reasons, pa.string())
+    )
+    batch = batch.set_column(
+        batch.schema.get_field_index("drop_detail"), "drop_detail", pa.array(details, pa.string())
+    )
+    report_counts(tally, position, int(was_alive.sum()), {reason: int(hit.sum())}, started)
+    return batch.select(FLOW_SCHEMA.names).cast(FLOW_SCHEMA)
+
+
+def report_counts(
+    tally: Any, position: int, seen: int, dropped: dict[str, int], started: float
+) -> None:
+    if tally is None:
+        return
+    counts = StageCounts(seen=seen, kept=seen - sum(dropped.values()))
+    counts.dropped.update({k: v for k, v in dropped.items() if v})
+    counts.seconds = time.perf_counter() - started
+    ray.get(tally.stage_ran.remote(position, counts.to_dict()))
+
+
+def count_alive(batch: pa.Table, *, position: int, tally: Any) -> pa.Table:
+    """For a stage that dropped nothing: the funnel still shows what it saw."""
+    seen = int(pc.sum(pc.is_null(batch.column("drop_reason"))).as_py() or 0)
+    report_counts(tally, position, seen, {}, time.perf_counter())
+    return batch
+
+
+def mark_drops(
+    dataset: ray.data.Dataset,
+    losers: ray.data.Dataset,
+    *,
+    reason: str,
+    detail_columns: tuple[str, ...],
+    context: GlobalContext,
+) -> ray.data.Dataset:
+    """The corpus with every loser's row dropped as ``reason``; losers must be materialized."""
+    if losers.count() == 0:
+        return dataset.map_batches(
+            partial(count_alive, position=context.position, tally=context.tally),
+            batch_format="pyarrow",
+        )
+    keyed = dataset.map_batches(
+        partial(with_uid, file_index=context.file_index), batch_format="pyarrow"
+    )
+    joined = keyed.join(
+        losers.select_columns([UID_COLUMN, *detail_columns]),
+        join_type="left_outer",
+        num_partitions=partitions_for(dataset, context.workers),
+        on=(UID_COLUMN,),
+    )
+    return joined.map_batches(
+        partial(
+            apply_losers,
+            reason=reason,
+            detail_columns=detail_columns,
+            position=context.position,
+            tally=context.tally,
+        ),
+        batch_format="pyarrow",
+    )

@@ -1,0 +1,214 @@
+"""Exact dedup, near dedup and decontamination end to end on Ray, on a corpus whose
+duplicates are known; then the same run on a two-node local cluster must give the same bytes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from ops.datarun import run_data
+from ops.synthetic import generate_paragraphs
+
+ROOT = Path(__file__).resolve().parents[1]
+ZH_PASSAGE = (
+    "长江是中国最长的河流，发源于青藏高原的唐古拉山脉，自西向东流经十一个省级行政区，"
+    "最后在上海注入东海。长江流域气候温和，雨量充沛，是中国重要的粮食产区和工业基地。"
+    "沿江分布着重庆、武汉、南京等大城市，水运历来十分繁忙，三峡工程也建在长江之上。"
+)
+
+
+def alpaca(instruction: str, output: str) -> str:
+    return json.dumps(
+        {"instruction": instruction, "input": "", "output": output}, ensure_ascii=False
+    )
+
+
+def write_corpus(root: Path) -> None:
+    """Two files with known duplicates: a1~a2 exact, {a3, a4, b1} and {b2, b3} near, and a6
+    a paraphrase of an evaluation prompt."""
+    first, second, third, fourth = list(generate_paragraphs(4, seed=5, min_chars=400))
+    words = second.split()
+    edited = " ".join(words[:10] + ["remarkably"] + words[11:])
+    truncated = " ".join(words[: int(len(words) * 0.9)])
+    zh_edited = ZH_PASSAGE.replace("繁忙", "忙碌")
+    a_lines = [
+        alpaca("Summarise this passage.", first),
+        alpaca("SUMMARISE   this passage!!", first.upper().replace(".", " .")),
+        alpaca("Explain the following text.", second),
+        alpaca("Explain the following text.", edited),
+        alpaca("Describe it.", third),
+        alpaca("Question: why does the sky appear blue during the day and red at sunset?", "Air."),
+    ]
+    b_lines = [
+        alpaca("Explain the following text.", truncated),
+        alpaca("介绍一下长江。", ZH_PASSAGE),
+        alpaca("介绍一下长江。", zh_edited),
+        alpaca("Tell me more.", fourth),
+    ]
+    (root / "a.jsonl").write_text("\n".join(a_lines) + "\n", encoding="utf-8")
+    (root / "b.jsonl").write_text("\n".join(b_lines) + "\n", encoding="utf-8")
+    evals = [
+        {"id": "sky", "question": "Why does the sky appear blue during the day, and red at sunset?"}
+    ]
+    (root / "evals.jsonl").write_text("\n".join(json.dumps(e) for e in evals) + "\n")
+
+
+def recipe(root: Path, output: Path, **near: object) -> Path:
+    data = {
+        "name": "dedup-test",
+        "seed": 3,
+        "inputs": [{"path": str(root / "a.jsonl")}, {"path": str(root / "b.jsonl")}],
+        "stages": [
+            {"decontaminate": {"eval_sets": [str(root / "evals.jsonl")], "threshold": 0.5}},
+            {"exact_dedup": {"key": "conversation"}},
+            {"near_dedup": {"threshold": 0.7, **near}},
+        ],
+        "output": {"path": str(output)},
+        "run": {"progress_bars": False},
+    }
+    path = output.parent / f"{output.name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def rejects(output: Path) -> list[dict]:
+    rows = []
+    for shard in sorted((output / "rejects").glob("*.parquet")):
+        rows += pq.read_table(shard).to_pylist()
+    return sorted(rows, key=lambda r: (r["source_file"], r["source_line"]))
+
+
+def checksums(output: Path) -> list[tuple[str, str]]:
+    manifest = json.loads((output / "manifest.json").read_text())
+    return [(shard["path"].split("/")[-1], shard["sha256"]) for shard in manifest["shards"]]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dedup-corpus")
+    write_corpus(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def single_node(ray_session, corpus, tmp_path_factory):
+    output = tmp_path_factory.mktemp("dedup-out") / "single"
+    outcome = run_data(str(recipe(corpus, output)), progress_bars=False)
+    return output, outcome
+
+
+def test_each_planted_duplicate_is_removed_with_its_reason(single_node):
+    output, outcome = single_node
+    found = {}
+    for row in rejects(output):
+        found.setdefault(row["drop_reason"], set()).add(
+            (Path(row["source_file"]).name, row["source_line"])
+        )
+    assert set(found) == {"dedup.exact", "dedup.near", "dedup.contaminated"}
+    assert found["dedup.contaminated"] == {("a.jsonl", 6)}
+    (exact,) = found["dedup.exact"]
+    assert exact in {("a.jsonl", 1), ("a.jsonl", 2)}
+    english = {("a.jsonl", 3), ("a.jsonl", 4), ("b.jsonl", 1)}
+    chinese = {("b.jsonl", 2), ("b.jsonl", 3)}
+    assert len(found["dedup.near"] & english) == 2
+    assert len(found["dedup.near"] & chinese) == 1
+    assert outcome.stats["drop_reasons"] == {
+        "dedup.contaminated": 1,
+        "dedup.exact": 1,
+        "dedup.near": 3,
+    }
+    assert outcome.stats["conservation"] == {
+        "input": 10,
+        "output": 5,
+        "rejects": 5,
+        "quarantine": 0,
+        "balanced": True,
+    }
+
+
+def test_near_duplicates_point_at_one_deterministic_keeper(single_node):
+    output, _ = single_node
+    near = [r for r in rejects(output) if r["drop_reason"] == "dedup.near"]
+    details = [json.loads(r["drop_detail"]) for r in near]
+    kept = {r["id"]: r for r in pq.read_table(output / "data").to_pylist()}
+    english = [
+        d for r, d in zip(near, details, strict=True) if "长江" not in r["messages"][0]["content"]
+    ]
+    assert len(english) == 2 and len({d["duplicate_of"] for d in english}) == 1
+    keeper = english[0]["duplicate_of"]
+    assert keeper in kept
+    # lowest_id policy: the keeper's id is the smallest in its cluster.
+    assert keeper < min(r["id"] for r in near if "长江" not in r["messages"][0]["content"])
+    assert all(0.5 <= d["similarity"] <= 1.0 for d in details)
+
+
+def test_exact_duplicate_names_its_keeper_and_contamination_its_item(single_node):
+    output, outcome = single_node
+    by_reason = {r["drop_reason"]: r for r in rejects(output)}
+    kept_ids = {r["id"] for r in pq.read_table(output / "data").to_pylist()}
+    assert json.loads(by_reason["dedup.exact"]["drop_detail"])["duplicate_of"] in kept_ids
+    contaminated = json.loads(by_reason["dedup.contaminated"]["drop_detail"])
+    assert contaminated["eval_item"] == "evals.jsonl#sky"
+    stage = next(s for s in outcome.stats["stages"] if s["stage"] == "decontaminate")
+    assert stage["findings"] == {"evals.jsonl#sky": 1}
+    report = (output / "report.html").read_text()
+    assert "matched evaluation items" in report and "evals.jsonl#sky" in report
+
+
+def test_distributed_clustering_and_other_batching_give_identical_bytes(
+    single_node, corpus, tmp_path
+):
+    output, _ = single_node
+    other = tmp_path / "distributed"
+    run_data(
+        str(recipe(corpus, other, single_task_max_edges=0)),
+        ["run.batch_rows=3"],
+        progress_bars=False,
+    )
+    assert checksums(other) == checksums(output)
+
+
+MULTI_NODE = textwrap.dedent(
+    """
+    import json, sys
+    import ray
+    from ray.cluster_utils import Cluster
+    from ops.datarun import run_data
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        run_data(sys.argv[1], address=cluster.address, progress_bars=False)
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+        print(json.dumps({"nodes": len(nodes)}))
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    """
+)
+
+
+def test_two_node_cluster_gives_the_single_node_bytes(single_node, corpus, tmp_path):
+    output, _ = single_node
+    multi = tmp_path / "multi"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", MULTI_NODE, str(recipe(corpus, multi, single_task_max_edges=0))],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"nodes": 2}
+    assert checksums(multi) == checksums(output)
