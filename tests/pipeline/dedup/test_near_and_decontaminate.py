@@ -1,0 +1,137 @@
+"""Near dedup's per-block steps, its config errors, and decontamination: pure, no Ray."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipeline.config import RecipeError, parse_recipe
+from pipeline.decontaminate import Decontaminate, DecontaminateConfig
+from pipeline.dedup_near import (
+    NearDedupConfig,
+    Signatures,
+    bucket_edges,
+    keepers_with_similarity,
+    signature_array,
+)
+from pipeline.schema import make_record, message, rows_to_table
+
+PASSAGE = (
+    "The old lighthouse on the northern cliff was rebuilt in stone after the storm of 1891 "
+    "and its lamp could be seen for twenty miles across the grey water on a clear night"
+)
+
+
+def record(instruction: str, response: str, line: int) -> dict:
+    return make_record(
+        messages=[message("user", instruction), message("assistant", response)],
+        source_file="f.jsonl",
+        source_format="alpaca",
+        source_line=line,
+    )
+
+
+def test_bucket_edges_link_each_bucket_as_a_star_to_its_smallest_row():
+    block = pa.table(
+        {
+            "_band": pa.array([5, 5, 5, 7, 9, 9], pa.uint64()),
+            "_uid": pa.array([30, 10, 20, 40, 50, 60], pa.int64()),
+        }
+    )
+    edges = bucket_edges(block)
+    pairs = sorted(zip(edges["u"].to_pylist(), edges["v"].to_pylist(), strict=True))
+    assert pairs == [(10, 20), (10, 30), (50, 60)]
+
+
+def test_keeper_is_best_ranked_member_and_similarity_is_estimated_jaccard():
+    signatures = np.array([[1, 2, 3, 4], [1, 2, 3, 9], [1, 8, 8, 8]], dtype=np.uint64)
+    block = pa.table(
+        {
+            "_uid": pa.array([3, 1, 2], pa.int64()),
+            "root": pa.array([1, 1, 1], pa.int64()),
+            "id": ["c", "a", "b"],
+            "_rank": pa.array([0.0, 0.0, 0.0]),
+            "_signature": signature_array(signatures),
+        }
+    )
+    losers = keepers_with_similarity(block).sort_by("_uid").to_pylist()
+    # uid 1 ("a", the second signature) keeps; uid 2 shares 1 of 4 slots, uid 3 shares 3.
+    assert losers == [
+        {"_uid": 2, "duplicate_of": "a", "similarity": 0.25},
+        {"_uid": 3, "duplicate_of": "a", "similarity": 0.75},
+    ]
+
+
+def test_signatures_skip_texts_without_shingles():
+    config = NearDedupConfig(key="response").model_dump(mode="json")
+    signer = Signatures(config, {"f.jsonl": 0}, seed=1)
+    table = signer(rows_to_table([record("q", PASSAGE, 1), record("q", "?!", 2)]))
+    assert table["_uid"].to_pylist() == [1]
+    assert table["_signature"].type.list_size == 128
+
+
+@pytest.mark.parametrize(
+    ("options", "message_part"),
+    [
+        ({"bands": 10}, "set both bands and rows"),
+        ({"bands": 20, "rows": 10}, "exceeds num_perm"),
+        ({"threshold": 1.5}, "less than 1"),
+        ({"shingles": 3}, "unknown key"),
+    ],
+)
+def test_near_dedup_config_errors_name_the_key(options, message_part):
+    recipe = {"inputs": [{"path": "x.jsonl"}], "stages": [{"near_dedup": options}]}
+    with pytest.raises(RecipeError) as caught:
+        parse_recipe(recipe, source="r.yaml")
+    text = str(caught.value)
+    assert "near_dedup" in text and message_part in text
+
+
+def test_lsh_shape_comes_from_the_threshold_unless_set():
+    assert NearDedupConfig(threshold=0.8).lsh_shape() == (9, 13)
+    assert NearDedupConfig(threshold=0.7).lsh_shape() == (14, 9)
+    assert NearDedupConfig(bands=16, rows=8).lsh_shape() == (16, 8)
+
+
+@pytest.fixture
+def eval_file(tmp_path):
+    path = tmp_path / "bench.jsonl"
+    items = [
+        {"id": "q1", "question": "Why does the sky appear blue during the day and red at dusk?"},
+        {"id": "q2", "question": "请解释为什么月亮会有阴晴圆缺的变化，并举例说明其中的原理。"},
+    ]
+    path.write_text("\n".join(json.dumps(item, ensure_ascii=False) for item in items) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("method", ["minhash", "ngram"])
+def test_decontamination_drops_matches_and_counts_items(eval_file, method):
+    options = {"ngram": 8} if method == "ngram" else {"threshold": 0.5}
+    stage = Decontaminate(
+        DecontaminateConfig(eval_sets=(str(eval_file),), method=method, **options)
+    )
+    batch = rows_to_table(
+        [
+            record("Q: why does the sky appear blue during the day and red at dusk?", "Air.", 1),
+            record("Write a poem about the autumn harvest in the valley.", "Leaves.", 2),
+            record("请解释为什么月亮会有阴晴圆缺的变化，并举例说明其中的原理。", "月相。", 3),
+        ]
+    )
+    result, counts = stage.run(batch)
+    lines = result["source_line"].to_pylist()
+    by_line = dict(zip(lines, result["drop_reason"].to_pylist(), strict=True))
+    assert by_line == {1: "dedup.contaminated", 2: None, 3: "dedup.contaminated"}
+    assert dict(counts.findings) == {"bench.jsonl#q1": 1, "bench.jsonl#q2": 1}
+    details = dict(zip(lines, result["drop_detail"].to_pylist(), strict=True))
+    detail = json.loads(details[1])
+    assert detail["eval_item"] == "bench.jsonl#q1" and 0 < detail["similarity"] <= 1
+
+
+def test_decontamination_rejects_an_eval_file_without_prompts(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"answer": "4"}\n')
+    with pytest.raises(ValueError, match="no string field prompt or question"):
+        DecontaminateConfig(eval_sets=(str(path),))
