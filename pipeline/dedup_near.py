@@ -194,31 +194,46 @@ def verified_edges(batch: pa.Table, shingler: Shingler, threshold: float) -> pa.
 
 def keepers_with_similarity(block: pa.Table) -> pa.Table:
     """Per cluster (whole clusters per block, from the shuffle on ``root``): the keeper by
-    rank, and each loser's estimated Jaccard to it from the two signatures."""
+    rank, each loser's estimated Jaccard to it from the two signatures, and the cluster
+    (the keeper's id) for every member, keeper included."""
     losers = pick_keepers("root", block)
     if losers.num_rows == 0:
-        return LOSER_SIMILARITY_SCHEMA.empty_table()
+        return MEMBER_SCHEMA.empty_table()
     uids = block.column(UID_COLUMN).to_numpy()
     order = np.argsort(uids)
     matrix = signature_matrix(block.column(SIGNATURE_COLUMN))
     own = matrix[order[np.searchsorted(uids[order], losers.column(UID_COLUMN).to_numpy())]]
-    keeper_rows = np.searchsorted(uids[order], losers.column("_keeper_uid").to_numpy())
-    keeper = matrix[order[keeper_rows]]
-    return pa.table(
+    keeper_uids = losers.column("_keeper_uid").to_numpy()
+    keeper = matrix[order[np.searchsorted(uids[order], keeper_uids)]]
+    keeper_uid_set, first = np.unique(keeper_uids, return_index=True)
+    loser_rows = pa.table(
         {
             UID_COLUMN: losers.column(UID_COLUMN),
             "duplicate_of": losers.column("duplicate_of"),
             "similarity": pa.array((own == keeper).mean(axis=1), pa.float64()),
+            CLUSTER_COLUMN: losers.column("duplicate_of"),
         },
-        schema=LOSER_SIMILARITY_SCHEMA,
+        schema=MEMBER_SCHEMA,
     )
+    keeper_rows = pa.table(
+        {
+            UID_COLUMN: pa.array(keeper_uid_set, pa.int64()),
+            "duplicate_of": pa.nulls(len(first), pa.string()),
+            "similarity": pa.nulls(len(first), pa.float64()),
+            CLUSTER_COLUMN: losers.column("duplicate_of").take(pa.array(first)),
+        },
+        schema=MEMBER_SCHEMA,
+    )
+    return pa.concat_tables([loser_rows, keeper_rows])
 
 
-LOSER_SIMILARITY_SCHEMA = pa.schema(
+CLUSTER_COLUMN = "_cluster"
+MEMBER_SCHEMA = pa.schema(
     [
         pa.field(UID_COLUMN, pa.int64()),
         pa.field("duplicate_of", pa.string()),
         pa.field("similarity", pa.float64()),
+        pa.field(CLUSTER_COLUMN, pa.string()),
     ]
 )
 
@@ -271,6 +286,7 @@ class NearDedup(GlobalStage):
             reason="dedup.near",
             detail_columns=("duplicate_of", "similarity"),
             context=context,
+            cluster_column=CLUSTER_COLUMN,
         )
 
     def verify(self, dataset: Any, edges: Any, context: GlobalContext, partitions: int) -> Any:

@@ -74,8 +74,10 @@ def apply_losers(
     detail_columns: tuple[str, ...],
     position: int,
     tally: Any,
+    cluster_column: str | None = None,
 ) -> pa.Table:
-    """Stamp ``reason`` on live rows the join matched to a loser; drop the join's columns."""
+    """Stamp ``reason`` on live rows the join matched to a loser; drop the join's columns.
+    With ``cluster_column``, matched live rows (keepers too) get ``cluster_id`` from it."""
     started = time.perf_counter()
     was_alive = pc.is_null(batch.column("drop_reason")).to_numpy(zero_copy_only=False)
     matched = pc.is_valid(batch.column(detail_columns[0])).to_numpy(zero_copy_only=False)
@@ -92,6 +94,16 @@ def apply_losers(
     batch = batch.set_column(
         batch.schema.get_field_index("drop_detail"), "drop_detail", pa.array(details, pa.string())
     )
+    if cluster_column is not None:
+        clusters = batch.column(cluster_column).to_pylist()
+        current = batch.column("cluster_id").to_pylist()
+        merged = [
+            cluster if alive_row and cluster is not None else old
+            for cluster, old, alive_row in zip(clusters, current, was_alive, strict=True)
+        ]
+        batch = batch.set_column(
+            batch.schema.get_field_index("cluster_id"), "cluster_id", pa.array(merged, pa.string())
+        )
     report_counts(tally, position, int(was_alive.sum()), {reason: int(hit.sum())}, started)
     return batch.select(FLOW_SCHEMA.names).cast(FLOW_SCHEMA)
 
@@ -121,8 +133,10 @@ def mark_drops(
     reason: str,
     detail_columns: tuple[str, ...],
     context: GlobalContext,
+    cluster_column: str | None = None,
 ) -> ray.data.Dataset:
-    """The corpus with every loser's row dropped as ``reason``; losers must be materialized."""
+    """The corpus with every loser's row dropped as ``reason``; losers must be materialized.
+    ``losers`` may hold rows with a null first detail column: matched but not dropped."""
     if losers.count() == 0:
         return dataset.map_batches(
             partial(count_alive, position=context.position, tally=context.tally),
@@ -131,8 +145,9 @@ def mark_drops(
     keyed = dataset.map_batches(
         partial(with_uid, file_index=context.file_index), batch_format="pyarrow"
     )
+    extra = [cluster_column] if cluster_column else []
     joined = keyed.join(
-        losers.select_columns([UID_COLUMN, *detail_columns]),
+        losers.select_columns([UID_COLUMN, *detail_columns, *extra]),
         join_type="left_outer",
         num_partitions=partitions_for(dataset, context.workers),
         on=(UID_COLUMN,),
@@ -144,6 +159,7 @@ def mark_drops(
             detail_columns=detail_columns,
             position=context.position,
             tally=context.tally,
+            cluster_column=cluster_column,
         ),
         batch_format="pyarrow",
     )

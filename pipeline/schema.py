@@ -47,6 +47,16 @@ RECORD_FIELDS = [
     # Set by a quality model (issue 4); null until one scores the record. Dedup's keeper
     # policy ``highest_quality`` reads it.
     pa.field("quality_score", pa.float64()),
+    # Strata labels beyond task/domain/language: a difficulty bucket ("easy", "medium",
+    # "hard"), empty until a labelling stage sets it.
+    pa.field("difficulty", pa.string(), nullable=False),
+    # Provenance of augmented records: the id of the record they were made from, and a JSON
+    # object naming the method and its settings. Null for original records.
+    pa.field("parent_id", pa.string()),
+    pa.field("augmentation", pa.string()),
+    # The id of the near-duplicate cluster's keeper, set by near_dedup on kept members;
+    # splits keep a cluster (and a parent's augmentations) on one side.
+    pa.field("cluster_id", pa.string()),
 ]
 RECORD_SCHEMA = pa.schema(RECORD_FIELDS)
 
@@ -129,6 +139,10 @@ def make_record(
         "language": language,
         "meta": json.dumps(meta or {}, ensure_ascii=False, sort_keys=True),
         "quality_score": None,
+        "difficulty": "",
+        "parent_id": None,
+        "augmentation": None,
+        "cluster_id": None,
         "drop_reason": None,
         "drop_detail": None,
         "raw": None,
@@ -153,6 +167,10 @@ def quarantine_row(
         "language": "",
         "meta": "{}",
         "quality_score": None,
+        "difficulty": "",
+        "parent_id": None,
+        "augmentation": None,
+        "cluster_id": None,
         "drop_reason": reason,
         "drop_detail": detail,
         "raw": raw,

@@ -144,7 +144,8 @@ def test_near_duplicates_point_at_one_deterministic_keeper(single_node):
     ]
     assert len(english) == 2 and len({d["duplicate_of"] for d in english}) == 1
     keeper = english[0]["duplicate_of"]
-    assert keeper in kept
+    assert keeper in kept and kept[keeper]["cluster_id"] == keeper
+    assert sum(1 for row in kept.values() if row["cluster_id"]) == 2  # en and zh keepers
     # lowest_id policy: the keeper's id is the smallest in its cluster.
     assert keeper < min(r["id"] for r in near if "长江" not in r["messages"][0]["content"])
     assert all(0.5 <= d["similarity"] <= 1.0 for d in details)

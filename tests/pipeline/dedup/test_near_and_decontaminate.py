@@ -57,11 +57,12 @@ def test_keeper_is_best_ranked_member_and_similarity_is_estimated_jaccard():
             "_signature": signature_array(signatures),
         }
     )
-    losers = keepers_with_similarity(block).sort_by("_uid").to_pylist()
+    members = keepers_with_similarity(block).sort_by("_uid").to_pylist()
     # uid 1 ("a", the second signature) keeps; uid 2 shares 1 of 4 slots, uid 3 shares 3.
-    assert losers == [
-        {"_uid": 2, "duplicate_of": "a", "similarity": 0.25},
-        {"_uid": 3, "duplicate_of": "a", "similarity": 0.75},
+    assert members == [
+        {"_uid": 1, "duplicate_of": None, "similarity": None, "_cluster": "a"},
+        {"_uid": 2, "duplicate_of": "a", "similarity": 0.25, "_cluster": "a"},
+        {"_uid": 3, "duplicate_of": "a", "similarity": 0.75, "_cluster": "a"},
     ]
 
 
