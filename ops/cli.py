@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import posixpath
 import sys
 from collections.abc import Sequence
@@ -72,6 +73,42 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_dedup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ops.bench_dedup import BenchSettings, bench_dedup, parse_options
+
+    if args.records < 5 or args.workers < 1:
+        print("error: need --records >= 5 and --workers >= 1", file=sys.stderr)
+        return 2
+    settings = BenchSettings(
+        workdir=Path(args.workdir).resolve(),
+        records=args.records,
+        thresholds=tuple(args.threshold),
+        languages=tuple(dict.fromkeys(args.languages)),
+        datatrove=args.datatrove,
+        workers=args.workers,
+        seed=args.seed,
+        near_options=parse_options(args.near_option),
+        signature_documents=args.signature_docs,
+    )
+    bench_dedup(settings, json_out=args.json_out)
+    return 0
+
+
+def _bench_dedup_memory(args: argparse.Namespace) -> int:
+    from ops.bench_dedup import bench_dedup_memory
+
+    bench_dedup_memory(
+        args.sizes,
+        workers=args.workers,
+        workdir=args.workdir,
+        seed=args.seed,
+        json_out=args.json_out,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="instructflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +151,46 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline_bench.add_argument("--workdir", default="out/bench")
     pipeline_bench.add_argument("--seed", type=int, default=0)
     pipeline_bench.set_defaults(handler=_bench_pipeline)
+
+    dedup_bench = bench.add_parser(
+        "dedup", help="near dedup vs datasketch and DataTrove: signatures, quality, wall time"
+    )
+    dedup_bench.add_argument(
+        "--records", type=int, default=20_000, help="benchmark records per language"
+    )
+    dedup_bench.add_argument("--threshold", type=float, nargs="+", default=[0.7, 0.8])
+    dedup_bench.add_argument("--languages", nargs="+", choices=["en", "zh"], default=["en", "zh"])
+    dedup_bench.add_argument(
+        "--datatrove",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run DataTrove (in its own venv under .bench/datatrove)",
+    )
+    dedup_bench.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="Ray CPUs and DataTrove workers"
+    )
+    dedup_bench.add_argument(
+        "--near-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a near_dedup option for instructflow's runs, e.g. word_ngram=3 (repeatable)",
+    )
+    dedup_bench.add_argument("--signature-docs", type=int, default=2_000)
+    dedup_bench.add_argument("--workdir", default=".bench/dedup")
+    dedup_bench.add_argument("--seed", type=int, default=0)
+    dedup_bench.add_argument("--json-out", help="also write the results here as JSON")
+    dedup_bench.set_defaults(handler=_bench_dedup)
+
+    memory_bench = bench.add_parser(
+        "dedup-memory", help="peak Ray worker memory of exact + near dedup per corpus size"
+    )
+    memory_bench.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    memory_bench.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    memory_bench.add_argument("--workdir", default=".bench/dedup")
+    memory_bench.add_argument("--seed", type=int, default=0)
+    memory_bench.add_argument("--json-out", help="also write the results here as JSON")
+    memory_bench.set_defaults(handler=_bench_dedup_memory)
     return parser
 
 

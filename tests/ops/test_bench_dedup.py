@@ -1,0 +1,130 @@
+"""``instructflow bench dedup`` and ``bench dedup-memory`` at a tiny size: the result dicts
+are complete and consistent. No DataTrove, no timing assertions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ops.bench_dedup import (
+    BenchSettings,
+    MemorySampler,
+    bench_dedup,
+    bench_dedup_memory,
+    parse_options,
+    speed_ratios,
+)
+from ops.cli import build_parser
+from ops.dedup_benchmark import DEFAULT_CORPORA
+from pipeline.config import RecipeError
+
+needs_corpora = pytest.mark.skipif(
+    not DEFAULT_CORPORA.is_dir(),
+    reason=f"the shared corpora are not at {DEFAULT_CORPORA} (a checkout without shared/)",
+)
+
+
+def tiny_settings(workdir: Path, **changes: object) -> BenchSettings:
+    values = {
+        "workdir": workdir,
+        "records": 60,
+        "thresholds": (0.8,),
+        "languages": ("en",),
+        "datatrove": False,
+        "workers": 2,
+        "seed": 0,
+        "near_options": {},
+        "signature_documents": 20,
+        "signature_repeats": 1,
+        "warm_up": False,
+    }
+    return BenchSettings(**{**values, **changes})
+
+
+@needs_corpora
+def test_bench_dedup_tiny_run_is_complete_and_consistent(ray_session, tmp_path: Path) -> None:
+    report = bench_dedup(tiny_settings(tmp_path), json_out=str(tmp_path / "result.json"))
+
+    assert (tmp_path / "result.json").exists()
+    assert report["signatures"]["docs"] == 20
+    assert report["signatures"]["instructflow_docs_per_s"] > 0
+    corpus = report["corpora"]["en"]
+    assert corpus["records"] == corpus["cluster_records"] + corpus["uniques"]
+    assert {row["system"] for row in report["quality"]} == {"instructflow", "datasketch"}
+    for row in report["quality"]:
+        assert (row["language"], row["threshold"]) == ("en", 0.8)
+        assert 0.0 <= row["precision"] <= 1.0 and 0.0 <= row["recall"] <= 1.0
+        assert 0.0 <= row["f1"] <= 1.0
+        assert row["expected"] == corpus["expected_removals"]
+        assert 0 <= row["correct"] <= min(row["removed"], row["expected"])
+        assert row["seconds"] > 0 and row["bands"] * row["rows"] <= 128
+    (speed,) = report["speed"]
+    assert set(speed) >= {"instructflow_seconds", "datasketch_seconds"}
+    assert "datatrove_over_instructflow" not in speed
+
+
+def test_bench_dedup_rejects_a_bad_near_option_before_running(tmp_path: Path) -> None:
+    settings = tiny_settings(tmp_path, near_options={"word_ngram": 0})
+    with pytest.raises(RecipeError, match="word_ngram"):
+        bench_dedup(settings)
+    assert not any(tmp_path.iterdir())  # nothing was built
+
+
+def test_bench_dedup_memory_tiny_run(ray_session, tmp_path: Path) -> None:
+    report = bench_dedup_memory([200], workers=2, workdir=str(tmp_path), seed=0)
+
+    (run,) = report["runs"]
+    assert run["records"] == 200
+    assert run["output"] + run["rejects"] == 200
+    assert run["dropped"].get("dedup.exact", 0) > 0  # the generator's 5% exact duplicates
+    assert run["samples"] >= 1 and run["workers_seen"] >= 1
+    assert 0 < run["worker_private"] <= run["worker_rss"] <= run["worker_total_rss"]
+    assert run["driver_rss"] > 0
+    assert report["worker_rss_ratio_largest_over_smallest"] == 1.0
+
+
+def test_memory_sampler_sees_this_sessions_workers(ray_session) -> None:
+    @ray_session.remote
+    def pid() -> int:
+        import os
+
+        return os.getpid()
+
+    worker = ray_session.get(pid.remote())
+    sampler = MemorySampler()
+    sampler.sample()
+    assert worker in sampler.seen
+    assert sampler.peak.worker_rss > 0 and sampler.peak.driver_rss > 0
+
+
+def test_speed_ratios_divide_by_instructflow() -> None:
+    rows = [
+        {"language": "en", "threshold": 0.7, "system": "instructflow", "seconds": 2.0},
+        {"language": "en", "threshold": 0.7, "system": "datasketch", "seconds": 5.0},
+        {"language": "en", "threshold": 0.7, "system": "datatrove", "seconds": 1.0},
+    ]
+    (entry,) = speed_ratios(rows)
+    assert entry["datasketch_over_instructflow"] == 2.5
+    assert entry["datatrove_over_instructflow"] == 0.5
+
+
+def test_parse_options_reads_yaml_values() -> None:
+    assert parse_options(["word_ngram=3", "verify=true", "keep=longest_response"]) == {
+        "word_ngram": 3,
+        "verify": True,
+        "keep": "longest_response",
+    }
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_options(["word_ngram"])
+
+
+def test_cli_wires_both_subcommands() -> None:
+    parser = build_parser()
+    args = parser.parse_args(
+        ["bench", "dedup", "--records", "100", "--threshold", "0.7", "--no-datatrove"]
+    )
+    assert (args.records, args.threshold, args.datatrove) == (100, [0.7], False)
+    assert args.languages == ["en", "zh"]
+    args = parser.parse_args(["bench", "dedup-memory", "--sizes", "10", "20"])
+    assert args.sizes == [10, 20]
