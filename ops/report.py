@@ -33,7 +33,7 @@ def funnel_plot(stages: list[dict[str, Any]]) -> str:
     axis.barh(names, [s["out"] for s in stages][::-1], color="#3b7dd8", label="kept")
     axis.barh(
         names,
-        [s["in"] - s["out"] for s in stages][::-1],
+        [removed(s) for s in stages][::-1],
         left=[s["out"] for s in stages][::-1],
         color="#e07b39",
         label="dropped / quarantined",
@@ -42,6 +42,11 @@ def funnel_plot(stages: list[dict[str, Any]]) -> str:
     axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     axis.set_title("Stage funnel")
     return _png(figure)
+
+
+def removed(stage: dict[str, Any]) -> int:
+    """Records a stage dropped or quarantined; augmentation stages also add ``created``."""
+    return stage["in"] + stage.get("created", 0) - stage["out"]
 
 
 def length_plot(histograms: dict[str, Any]) -> str:
@@ -122,8 +127,9 @@ def render_report(stats: dict[str, Any]) -> str:
         [
             s["stage"],
             s["in"],
+            s.get("created", ""),
             s["out"],
-            s["in"] - s["out"],
+            removed(s),
             json.dumps(s.get("modified") or {}, ensure_ascii=False),
             "" if s.get("seconds") is None else f"{s['seconds']:.2f}",
         ]
@@ -138,6 +144,7 @@ def render_report(stats: dict[str, Any]) -> str:
     return (
         page_head(stats, funnel_rows, reason_rows)
         + findings_section(stats["stages"])
+        + strata_section(stats["stages"])
         + f"""<h2>Lengths</h2>{length_plot(stats["length_histograms"])}
 <h2>Mix of kept records</h2>{mix_plot(stats["mix"])}
 {_table(["source file", "records kept"], [[k, v] for k, v in sources])}
@@ -155,11 +162,12 @@ def page_head(
 <style>{STYLE}</style></head><body>
 <h1>instructflow report: {html.escape(stats["recipe_name"])}</h1>
 <p>recipe sha256 <code>{stats["recipe_sha256"][:16]}</code>. Input {conservation["input"]} records
-from {stats["input_files"]} files: <b>{conservation["output"]}</b> kept, {conservation["rejects"]}
+from {stats["input_files"]} files, {conservation.get("created", 0)} created by augmentation:
+<b>{conservation["output"]}</b> kept, {conservation["rejects"]}
 rejected, {conservation["quarantine"]} quarantined. Conservation
 {"holds" if conservation["balanced"] else "BROKEN"}.</p>
 <h2>Stage funnel</h2>{funnel_plot(stats["stages"])}
-{_table(["stage", "in", "out", "dropped", "edits", "seconds"], funnel_rows)}
+{_table(["stage", "in", "created", "out", "dropped", "edits", "seconds"], funnel_rows)}
 <h2>Drop reasons</h2>{_table(["reason", "records", "share"], reason_rows)}
 """
 
@@ -180,6 +188,22 @@ def findings_section(stages: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+def strata_section(stages: list[dict[str, Any]]) -> str:
+    """Per-stratum tables of sampling (available, requested, taken) and splits (groups)."""
+    parts = []
+    for stage in stages:
+        strata = stage.get("strata") or {}
+        if not strata:
+            continue
+        columns = list(next(iter(strata.values())))
+        rows = [[name or "(all)", *row.values()] for name, row in strata.items()]
+        what = "groups per split" if stage["stage"] == "split" else "records per stratum"
+        parts.append(
+            f"<h2>{html.escape(stage['stage'])}: {what}</h2>" + _table(["stratum", *columns], rows)
+        )
+    return "".join(parts)
+
+
 def write_report(stats: dict[str, Any], uri: str) -> None:
     filesystem, path = open_filesystem(uri)
     with filesystem.open_output_stream(path) as stream:
@@ -190,18 +214,19 @@ def terminal_summary(stats: dict[str, Any], manifest: dict[str, Any]) -> str:
     conservation = stats["conservation"]
     lines = [
         f"recipe {stats['recipe_name']} (sha256 {stats['recipe_sha256'][:12]})",
-        f"input {conservation['input']} records from {stats['input_files']} files -> "
+        f"input {conservation['input']} records from {stats['input_files']} files "
+        f"+ created {conservation.get('created', 0)} -> "
         f"output {conservation['output']}, rejects {conservation['rejects']}, "
         f"quarantine {conservation['quarantine']} "
         f"({'balanced' if conservation['balanced'] else 'NOT BALANCED'})",
         "",
-        f"{'stage':<14}{'in':>9}{'out':>9}{'dropped':>9}{'seconds':>9}",
+        f"{'stage':<14}{'in':>9}{'created':>9}{'out':>9}{'dropped':>9}{'seconds':>9}",
     ]
     for stage in stats["stages"]:
         seconds = "" if stage.get("seconds") is None else f"{stage['seconds']:.2f}"
         lines.append(
-            f"{stage['stage']:<14}{stage['in']:>9}{stage['out']:>9}"
-            f"{stage['in'] - stage['out']:>9}{seconds:>9}"
+            f"{stage['stage']:<14}{stage['in']:>9}{stage.get('created', ''):>9}{stage['out']:>9}"
+            f"{removed(stage):>9}{seconds:>9}"
         )
     lines += ["", "drop reasons:"]
     lines += [f"  {reason:<40}{count:>8}" for reason, count in stats["drop_reasons"].items()]

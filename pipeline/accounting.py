@@ -5,6 +5,13 @@ per drop reason and per source file, mixes, length histograms, bottom-k samples)
 are computed on the workers and merged on the driver, so the driver never sees records, and
 because they are computed from the rows that will be written they stay exact when Ray retries
 a task. ``check_conservation`` compares them with what the readers counted, file by file.
+
+Augmentation stages add rows. A created row is one whose ``augmentation`` is set, in whatever
+fate it ends (kept, rejected by the guard, dropped later by dedup); it keeps its parent's
+``source_file`` and ``source_line``. So the balance is input + created = output + rejects +
+quarantine, overall and per file, where a file's created rows are those made from its
+records. ``augment.*`` drop reasons are shared by the augmentation stages, so they are
+attributed to the stage named in each row's ``augmentation`` rather than by reason owner.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import xxhash
 from pipeline.schema import QUARANTINE_PREFIXES, instructions_and_responses
 
 FATES = ("output", "rejects", "quarantine")
+AUGMENT_PREFIX = "augment."
 MIX_COLUMNS = ("language", "task", "domain", "source_format", "source_file")
 # Character-length histogram edges: 0, 1, 2, 4, ... 2^20 (and beyond in the last bin).
 LENGTH_EDGES = [0] + [2**power for power in range(21)]
@@ -78,12 +86,26 @@ class Summary:
     mix: dict[str, Counter] = field(default_factory=lambda: {c: Counter() for c in MIX_COLUMNS})
     lengths: dict[str, list[int]] = field(default_factory=dict)
     samples: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
+    # Rows created by augmentation, in every fate: per creating stage, per parent's source
+    # file, and "stage/reason" for the created rows that were dropped.
+    created: Counter = field(default_factory=Counter)
+    created_per_file: Counter = field(default_factory=Counter)
+    created_dropped: Counter = field(default_factory=Counter)
+    # Output rows and content bytes per split (only rows a split stage assigned), so the
+    # writer can size each split's shards.
+    split_rows: Counter = field(default_factory=Counter)
+    split_bytes: Counter = field(default_factory=Counter)
 
     def merge(self, other: Summary) -> None:
         self.rows.update(other.rows)
         self.bytes.update(other.bytes)
         self.reasons.update(other.reasons)
         self.per_file.update(other.per_file)
+        self.created.update(other.created)
+        self.created_per_file.update(other.created_per_file)
+        self.created_dropped.update(other.created_dropped)
+        self.split_rows.update(other.split_rows)
+        self.split_bytes.update(other.split_bytes)
         for column, counts in other.mix.items():
             self.mix[column].update(counts)
         for key, counts in other.lengths.items():
@@ -109,6 +131,11 @@ class Summary:
             samples={
                 group: [tuple(item) for item in rows] for group, rows in data["samples"].items()
             },
+            created=Counter(data.get("created", {})),
+            created_per_file=Counter(data.get("created_per_file", {})),
+            created_dropped=Counter(data.get("created_dropped", {})),
+            split_rows=Counter(data.get("split_rows", {})),
+            split_bytes=Counter(data.get("split_bytes", {})),
         )
 
 
@@ -121,7 +148,19 @@ def summarize_batch(batch: pa.Table) -> pa.Table:
         part = batch.filter(pc.equal(fates, fate))
         if part.num_rows:
             _summarize_fate(summary, fate, part)
+    created = batch.filter(pc.is_valid(batch.column("augmentation")))
+    if created.num_rows:
+        _count_created(summary, created)
     return pa.table({"summary": [summary.to_json()]})
+
+
+def _count_created(summary: Summary, created: pa.Table) -> None:
+    stages = [json.loads(text)["stage"] for text in created.column("augmentation").to_pylist()]
+    summary.created.update(Counter(stages))
+    summary.created_per_file.update(Counter(created.column("source_file").to_pylist()))
+    for stage, reason in zip(stages, created.column("drop_reason").to_pylist(), strict=True):
+        if reason is not None:
+            summary.created_dropped[f"{stage}/{reason}"] += 1
 
 
 def _summarize_fate(summary: Summary, fate: str, part: pa.Table) -> None:
@@ -130,6 +169,7 @@ def _summarize_fate(summary: Summary, fate: str, part: pa.Table) -> None:
     if fate == "output":
         for column in MIX_COLUMNS:
             summary.mix[column].update(Counter(part.column(column).to_pylist()))
+        _count_splits(summary, part)
     else:
         summary.reasons.update(Counter(part.column("drop_reason").to_pylist()))
     if fate != "quarantine":
@@ -139,6 +179,15 @@ def _summarize_fate(summary: Summary, fate: str, part: pa.Table) -> None:
     else:
         instructions = responses = [""] * part.num_rows
     _collect_samples(summary, fate, part, instructions, responses)
+
+
+def _count_splits(summary: Summary, part: pa.Table) -> None:
+    splits = part.column("split")
+    for name in pc.unique(splits).to_pylist():
+        if name:
+            rows = part.filter(pc.equal(splits, name))
+            summary.split_rows[name] += rows.num_rows
+            summary.split_bytes[name] += content_bytes(rows)
 
 
 def _collect_samples(
@@ -170,19 +219,32 @@ def _collect_samples(
 
 
 def check_conservation(
-    read_per_file: dict[str, int], summary: Summary, written: dict[str, int]
+    read_per_file: dict[str, int],
+    summary: Summary,
+    written: dict[str, int],
+    created: int | None = None,
 ) -> None:
-    """Fail loudly unless input = output + rejects + quarantine, overall and for every file."""
+    """Fail loudly unless input + created = output + rejects + quarantine, overall and for
+    every file (a created row counts for its parent's file). ``created`` is what the
+    augmentation workers reported making; the data must carry exactly that many."""
     problems = []
     total_read = sum(read_per_file.values())
+    total_created = sum(summary.created.values())
+    if created is not None and created != total_created:
+        problems.append(
+            f"augmentation stages created {created} records but {total_created} reached the end"
+        )
     total_seen = sum(summary.rows[f] for f in FATES)
-    if total_read != total_seen:
-        problems.append(f"readers produced {total_read} records but {total_seen} reached the end")
-    for uri in sorted(set(read_per_file) | set(summary.per_file)):
-        if read_per_file.get(uri, 0) != summary.per_file.get(uri, 0):
-            problems.append(
-                f"{uri}: read {read_per_file.get(uri, 0)}, accounted {summary.per_file.get(uri, 0)}"
-            )
+    if total_read + total_created != total_seen:
+        problems.append(
+            f"readers produced {total_read} records and augmentation created {total_created}, "
+            f"but {total_seen} reached the end"
+        )
+    for uri in sorted(set(read_per_file) | set(summary.per_file) | set(summary.created_per_file)):
+        read, created = read_per_file.get(uri, 0), summary.created_per_file.get(uri, 0)
+        if read + created != summary.per_file.get(uri, 0):
+            made = f"created {created}, " if created else ""
+            problems.append(f"{uri}: read {read}, {made}accounted {summary.per_file.get(uri, 0)}")
     for fate in FATES:
         if written.get(fate, 0) != summary.rows[fate]:
             problems.append(

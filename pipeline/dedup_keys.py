@@ -8,7 +8,9 @@ decontamination. Nothing here touches Ray.
 - A **row uid** is a unique int64 per input record, ``file_index << 40 | source_line``: unique
   because every record comes from one line (or row) of one listed file, and deterministic
   because the file listing is sorted. Joins key on it, since ``id`` is a content hash and
-  exact duplicates share it.
+  exact duplicates share it. Records made by augmentation keep their parent's file and
+  line, so theirs is a negative 63-bit hash of the parent's uid and their ``augmentation``
+  (which names stage, method and pivot or variant): apart from the originals, deterministic.
 - The **keeper rank** orders the members of a duplicate group; the smallest wins. It is
   ``(primary, id, uid)``: ``primary`` is 0 for ``lowest_id``, minus the response length for
   ``longest_response``, minus ``quality_score`` for ``highest_quality`` (unscored rows last).
@@ -99,7 +101,14 @@ def row_uids(batch: pa.Table, file_index: dict[str, int]) -> np.ndarray:
     indexes = np.array([file_index[name] for name in files], dtype=np.int64)
     if lines.size and (lines.max() >= (1 << LINE_BITS) or lines.min() < 0):
         raise ValueError(f"source_line outside 0..2^{LINE_BITS}: cannot build row keys")
-    return (indexes << LINE_BITS) | lines
+    uids = (indexes << LINE_BITS) | lines
+    augmentations = batch.column("augmentation")
+    if augmentations.null_count < batch.num_rows:
+        for row, text in enumerate(augmentations.to_pylist()):
+            if text is not None:
+                digest = xxhash.xxh3_64_intdigest(f"{uids[row]}\x1f{text}".encode())
+                uids[row] = -1 - (digest >> 1)
+    return uids
 
 
 def keeper_rank(batch: pa.Table, policy: KeeperPolicy) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -117,6 +118,13 @@ def report_counts(
     counts.dropped.update({k: v for k, v in dropped.items() if v})
     counts.seconds = time.perf_counter() - started
     ray.get(tally.stage_ran.remote(position, counts.to_dict()))
+
+
+def report_findings(tally: Any, position: int, findings: Counter) -> None:
+    """Findings a global stage computed on the driver (a per-stratum table, say)."""
+    if tally is None or not findings:
+        return
+    ray.get(tally.stage_ran.remote(position, StageCounts(findings=findings).to_dict()))
 
 
 def count_alive(batch: pa.Table, *, position: int, tally: Any) -> pa.Table:

@@ -11,11 +11,12 @@ import posixpath
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from pipeline.accounting import FATES, LENGTH_EDGES
+from pipeline.accounting import AUGMENT_PREFIX, FATES, LENGTH_EDGES, Summary
 from pipeline.config import DataRecipe
 from pipeline.plan import RunResult
 from pipeline.read import open_filesystem
 from pipeline.registry import reason_owners
+from pipeline.strata import strata_table
 from pipeline.writer import FATE_SCHEMAS
 
 MANIFEST_VERSION = 1
@@ -70,41 +71,61 @@ def stage_funnel(recipe: DataRecipe, result: RunResult) -> list[dict[str, Any]]:
     ]
     alive = total - quarantined
     for position, spec in enumerate(recipe.stages):
-        dropped = {
-            reason: count
-            for reason, count in sorted(result.summary.reasons.items())
-            if owners.get(reason) == spec.name
-        }
+        dropped = stage_drops(result.summary, spec.name, owners)
+        created = result.summary.created.get(spec.name, 0)
         counts = result.stage_counts.get(position, {})
         entry = {
             "stage": spec.name,
             "enabled": spec.config.enabled,
             "in": alive,
-            "out": alive - sum(dropped.values()),
+            "out": alive + created - sum(dropped.values()),
             "dropped": dropped,
             "modified": counts.get("modified", {}),
             "seconds": counts.get("seconds"),
         }
-        if counts.get("findings"):
-            entry["findings"] = counts["findings"]
+        if created:
+            entry["created"] = created
+        strata, findings = strata_table(counts.get("findings", {}))
+        if findings:
+            entry["findings"] = findings
+        if strata:
+            entry["strata"] = strata
         funnel.append(entry)
-        alive -= sum(dropped.values())
+        alive = entry["out"]
     return funnel
+
+
+def stage_drops(summary: Summary, stage: str, owners: dict[str, str]) -> dict[str, int]:
+    """A stage's drops by reason. ``augment.*`` reasons are shared by the augmentation
+    stages, so those are counted from the rows each stage created."""
+    dropped = {
+        reason: count
+        for reason, count in summary.reasons.items()
+        if owners.get(reason) == stage and not reason.startswith(AUGMENT_PREFIX)
+    }
+    for key, count in summary.created_dropped.items():
+        creator, reason = key.split("/", 1)
+        if creator == stage and reason.startswith(AUGMENT_PREFIX):
+            dropped[reason] = count
+    return dict(sorted(dropped.items()))
 
 
 def build_stats(recipe: DataRecipe, result: RunResult) -> dict[str, Any]:
     summary = result.summary
     total = sum(result.read_per_file.values())
+    created = sum(summary.created.values())
     return {
         "recipe_name": recipe.name,
         "recipe_sha256": recipe.fingerprint(),
         "conservation": {
             "input": total,
+            "created": created,
             **{fate: summary.rows[fate] for fate in FATES},
-            "balanced": total == sum(summary.rows[fate] for fate in FATES),
+            "balanced": total + created == sum(summary.rows[fate] for fate in FATES),
         },
         "input_files": len(result.read_per_file),
         "bytes": {fate: summary.bytes[fate] for fate in FATES},
+        "splits": dict(sorted(summary.split_rows.items())),
         "stages": stage_funnel(recipe, result),
         "drop_reasons": dict(sorted(summary.reasons.items())),
         "mix": {column: dict(counts.most_common()) for column, counts in summary.mix.items()},

@@ -19,7 +19,7 @@ import pyarrow as pa
 import ray
 from pydantic import ValidationError
 
-from pipeline.accounting import Summary, check_conservation, summarize_batch
+from pipeline.accounting import FATES, Summary, check_conservation, summarize_batch
 from pipeline.config import DataRecipe, StageSpec
 from pipeline.ingest import INGEST_REASONS, InputConfig, ingest_file
 from pipeline.read import InputFile, list_input_files
@@ -58,9 +58,18 @@ class Tally:
     def __init__(self) -> None:
         self.files: dict[str, int] = {}
         self.stages: dict[int, StageCounts] = {}
+        self.created: dict[str, int] = {}
 
     def file_read(self, uri: str, records: int) -> None:
         self.files[uri] = records
+
+    def rows_created(self, batch_digest: str, rows: int) -> None:
+        """Rows one augmentation batch created, keyed by a digest of them: set, not added,
+        so a retried batch cannot count twice."""
+        self.created[batch_digest] = rows
+
+    def created_total(self) -> int:
+        return sum(self.created.values())
 
     def stage_ran(self, position: int, counts: dict[str, Any]) -> None:
         previous = self.stages.get(position, StageCounts())
@@ -260,17 +269,22 @@ def execute(recipe: DataRecipe, output_path: str) -> RunResult:
     unknown = sorted(set(summary.reasons) - set(INGEST_REASONS) - set(reason_owners()))
     if unknown:
         raise StageFailure(f"drop reasons outside the fixed vocabulary: {', '.join(unknown)}")
-    shards_per_fate = shard_counts(summary.bytes, summary.rows, recipe.output.shard_target_bytes)
+    shards_per_fate = shard_counts(
+        summary.bytes,
+        summary.rows,
+        recipe.output.shard_target_bytes,
+        summary.split_bytes,
+        summary.split_rows,
+    )
     seconds["summarize"] = time.perf_counter() - started - seconds["process"]
 
     results = write_all(processed, recipe, output_path, shards_per_fate)
     seconds["write"] = time.perf_counter() - started - seconds["process"] - seconds["summarize"]
 
     read_per_file, stage_counts = ray.get(tally.snapshot.remote())
-    written = {
-        fate: sum(r["rows"] for r in results if r["fate"] == fate) for fate in shards_per_fate
-    }
-    check_conservation(read_per_file, summary, written)
+    written = {fate: sum(r["rows"] for r in results if r["fate"] == fate) for fate in FATES}
+    created = ray.get(tally.created_total.remote())
+    check_conservation(read_per_file, summary, written, created=created)
     return RunResult(summary, read_per_file, stage_counts, results, shards_per_fate, seconds)
 
 
@@ -311,7 +325,7 @@ def write_all(
         recipe.output.compression,
         recipe.output.row_group_rows,
     )
-    return sorted(results, key=lambda r: (r["fate"], r["shard"]))
+    return sorted(results, key=lambda r: (r["fate"], r["path"]))
 
 
 __all__ = ["RunResult", "StageFailure", "WRITE_RESULT_SCHEMA", "execute"]

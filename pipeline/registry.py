@@ -11,6 +11,8 @@ from pipeline.stage import GlobalStage, Stage
 def _stages() -> dict[str, type[Stage] | type[GlobalStage]]:
     # Imported here, not at module top, so `pipeline.config` can be imported by light tools
     # (recipe validation) without paying for every stage's dependencies up front.
+    from pipeline.augment.back_translate import BackTranslate
+    from pipeline.augment.rules import RuleAugment
     from pipeline.clean import CleanText
     from pipeline.decontaminate import Decontaminate
     from pipeline.dedup_exact import ExactDedup
@@ -23,7 +25,12 @@ def _stages() -> dict[str, type[Stage] | type[GlobalStage]]:
     from pipeline.filters.refusal import RefusalFilter
     from pipeline.filters.repetition import RepetitionFilter
     from pipeline.filters.stopwords import StopwordFilter
+    from pipeline.ifd import InstructionFollowingDifficulty
+    from pipeline.labels import LabelRecords
     from pipeline.pii import RedactPII
+    from pipeline.quality import QualityFilter
+    from pipeline.sample import Sample
+    from pipeline.split import Split
 
     classes: list[type[Stage] | type[GlobalStage]] = [
         CleanText,
@@ -39,6 +46,13 @@ def _stages() -> dict[str, type[Stage] | type[GlobalStage]]:
         ExactDedup,
         NearDedup,
         Decontaminate,
+        LabelRecords,
+        QualityFilter,
+        InstructionFollowingDifficulty,
+        BackTranslate,
+        RuleAugment,
+        Sample,
+        Split,
     ]
     return {cls.name: cls for cls in classes}
 

@@ -57,6 +57,9 @@ RECORD_FIELDS = [
     # The id of the near-duplicate cluster's keeper, set by near_dedup on kept members;
     # splits keep a cluster (and a parent's augmentations) on one side.
     pa.field("cluster_id", pa.string()),
+    # The split a record belongs to ("train", "validation", ...), set by the split stage;
+    # empty until then. The writer puts each split in its own directory.
+    pa.field("split", pa.string(), nullable=False),
 ]
 RECORD_SCHEMA = pa.schema(RECORD_FIELDS)
 
@@ -143,6 +146,7 @@ def make_record(
         "parent_id": None,
         "augmentation": None,
         "cluster_id": None,
+        "split": "",
         "drop_reason": None,
         "drop_detail": None,
         "raw": None,
@@ -171,6 +175,7 @@ def quarantine_row(
         "parent_id": None,
         "augmentation": None,
         "cluster_id": None,
+        "split": "",
         "drop_reason": reason,
         "drop_detail": detail,
         "raw": raw,

@@ -5,7 +5,9 @@ earlier stage already dropped, hands the live rows to the subclass, stamps drop 
 times the call and counts what happened. Subclasses write only the decision:
 
 - a ``Filter`` returns one ``Drop`` or ``None`` per live row;
-- a ``Transform`` returns the edited live rows (same count, same order) and counts its edits.
+- a ``Transform`` returns the edited live rows (same count, same order) and counts its edits;
+- an ``Augment`` returns new candidate records made from live rows; the base appends them
+  (with ``parent_id``, ``augmentation`` and a fresh ``id``) after the unchanged originals.
 
 Stages are pure and Ray-free; ``pipeline.plan`` wraps them as Ray Data callables.
 
@@ -29,6 +31,8 @@ from typing import Annotated, Any, ClassVar, NamedTuple, get_args
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
+
+from pipeline.schema import record_id
 
 
 class PathMarker:
@@ -230,6 +234,80 @@ class Transform(Stage):
                 f"transform {self.name!r} returned {edited.num_rows} rows for {alive.num_rows}"
             )
         return edited
+
+
+class Candidate(NamedTuple):
+    """A new record an ``Augment`` stage proposes: the row of its parent in the batch, its
+    texts, the provenance to record (method, settings, guard scores) and, when the quality
+    guard failed it, why. Failed candidates are still created: they go to rejects."""
+
+    parent: int
+    system: str
+    messages: list[dict[str, Any]]
+    context: str
+    augmentation: dict[str, Any]
+    drop: Drop | None = None
+
+
+class Augment(Stage):
+    """A stage that adds records. The live rows pass through unchanged; the new ones follow.
+
+    Every created row copies its parent's provenance and labels (``source_file``,
+    ``source_line``, ``task``, ...), gets a content ``id`` of its own texts, ``parent_id`` =
+    the parent's ``id`` and ``augmentation`` = JSON of ``{"stage": name, **candidate.
+    augmentation}``. Accounting counts created rows from that column, so conservation
+    becomes input + created = output + rejects + quarantine. Parents are original records
+    only: an augmentation of an augmentation would hide the root a split must group on.
+    """
+
+    @abstractmethod
+    def candidates(self, batch: pa.Table, counts: StageCounts) -> list[Candidate]:
+        """The new records for ``batch`` (live rows only), each naming its parent row."""
+
+    def _apply(self, alive: pa.Table, counts: StageCounts) -> pa.Table:
+        proposed = self.candidates(alive, counts)
+        if not proposed:
+            return alive
+        parents = alive.take([candidate.parent for candidate in proposed]).to_pylist()
+        rows = []
+        for candidate, parent in zip(proposed, parents, strict=True):
+            if parent["augmentation"] is not None:
+                raise RuntimeError(f"stage {self.name!r} augmented a record it created itself")
+            rows.append(self._created_row(candidate, parent, counts))
+        return pa.concat_tables([alive, pa.Table.from_pylist(rows, schema=alive.schema)])
+
+    def _created_row(
+        self, candidate: Candidate, parent: dict[str, Any], counts: StageCounts
+    ) -> dict[str, Any]:
+        reason = detail = None
+        if candidate.drop is not None:
+            if candidate.drop.reason not in self.drop_reasons:
+                raise RuntimeError(
+                    f"stage {self.name!r} rejected with {candidate.drop.reason!r}, which is not "
+                    f"in its vocabulary {list(self.drop_reasons)}"
+                )
+            counts.dropped[candidate.drop.reason] += 1
+            reason = candidate.drop.reason
+            detail = json.dumps(candidate.drop.detail or {}, ensure_ascii=False, sort_keys=True)
+        return {
+            **parent,
+            "id": record_id(
+                candidate.system, candidate.messages, candidate.context, parent["tools"]
+            ),
+            "system": candidate.system,
+            "messages": candidate.messages,
+            "context": candidate.context,
+            # A score or a cluster describes the parent's text, not the new one.
+            "quality_score": None,
+            "cluster_id": None,
+            "parent_id": parent["id"],
+            "augmentation": json.dumps(
+                {"stage": self.name, **candidate.augmentation}, ensure_ascii=False, sort_keys=True
+            ),
+            "drop_reason": reason,
+            "drop_detail": detail,
+            "raw": None,
+        }
 
 
 def with_drops(batch: pa.Table, reasons: list[str | None], details: list[str | None]) -> pa.Table:

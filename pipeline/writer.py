@@ -1,7 +1,9 @@
 """Sharded Parquet output with deterministic names and byte-identical content.
 
 Every row gets a shard from a seeded hash of ``(id, source_file, source_line)``; the shard
-count per fate is ``ceil(content bytes / shard_target_bytes)``. A Ray Data groupby brings
+count per part is ``ceil(content bytes / shard_target_bytes)``. A part is a fate (``output``,
+``rejects``, ``quarantine``) or, for output rows a split stage assigned, ``output/<split>``,
+written to ``data/<split>/``. A Ray Data groupby brings
 each shard's rows to one worker, which sorts them by that key and writes one file. Nothing
 depends on read order or batching, so the same input and recipe give the same bytes.
 Memory per writer is one shard, whatever the corpus size.
@@ -38,35 +40,59 @@ WRITE_RESULT_SCHEMA = pa.schema(
 
 
 def shard_counts(
-    content_bytes: dict[str, int], rows: dict[str, int], target: int
+    content_bytes: dict[str, int],
+    rows: dict[str, int],
+    target: int,
+    split_bytes: dict[str, int] | None = None,
+    split_rows: dict[str, int] | None = None,
 ) -> dict[str, int]:
-    """Shards per fate: enough to keep each near the target size, at least one if any rows.
+    """Shards per part: enough to keep each near the target size, at least one if any rows.
 
     The output always has at least one shard, empty if need be, so that ``load_dataset`` and
-    ``read_parquet`` work on a run that kept nothing.
+    ``read_parquet`` work on a run that kept nothing; once rows are split, each split with
+    rows has its own, and ``data/`` itself only holds rows no split stage assigned.
     """
-    return {
+    counts = {
         fate: max(1, math.ceil(content_bytes.get(fate, 0) / target))
         if rows.get(fate, 0) or fate == "output"
         else 0
         for fate in FATES
     }
+    if split_rows:
+        split_bytes = split_bytes or {}
+        unsplit_rows = rows.get("output", 0) - sum(split_rows.values())
+        unsplit_bytes = content_bytes.get("output", 0) - sum(split_bytes.values())
+        counts["output"] = max(1, math.ceil(unsplit_bytes / target)) if unsplit_rows else 0
+        for split in sorted(split_rows):
+            counts[f"output/{split}"] = max(1, math.ceil(split_bytes.get(split, 0) / target))
+    return counts
 
 
-def shard_name(fate: str, shard: int, total: int) -> str:
-    return f"{FATE_DIRECTORIES[fate]}/part-{shard:05d}-of-{total:05d}.parquet"
+def part_fate(part: str) -> str:
+    return part.split("/", 1)[0]
+
+
+def shard_name(part: str, shard: int, total: int) -> str:
+    fate, _, split = part.partition("/")
+    directory = posixpath.join(FATE_DIRECTORIES[fate], split) if split else FATE_DIRECTORIES[fate]
+    return f"{directory}/part-{shard:05d}-of-{total:05d}.parquet"
 
 
 def assign_shards(batch: pa.Table, shards_per_fate: dict[str, int]) -> pa.Table:
-    """Ray Data UDF: add the ``fate/shard`` group key each row is written under."""
+    """Ray Data UDF: add the ``part/shard`` group key each row is written under."""
     fates = fate_of(batch.column("drop_reason")).to_pylist()
+    splits = batch.column("split").to_pylist()
     keys = row_sort_key(
         batch.column("id").to_pylist(),
         batch.column("source_file").to_pylist(),
         batch.column("source_line").to_pylist(),
     )
+    parts = [
+        f"{fate}/{split}" if fate == "output" and split else fate
+        for fate, split in zip(fates, splits, strict=True)
+    ]
     groups = [
-        f"{fate}/{key % shards_per_fate[fate]:05d}" for fate, key in zip(fates, keys, strict=True)
+        f"{part}/{key % shards_per_fate[part]:05d}" for part, key in zip(parts, keys, strict=True)
     ]
     return batch.append_column(SHARD_KEY, pa.array(groups, pa.string()))
 
@@ -80,20 +106,22 @@ def write_shard(
     row_group_rows: int,
 ) -> pa.Table:
     """Ray Data map_groups UDF: sort one shard's rows and write them as one Parquet file."""
-    fate, shard_text = group.column(SHARD_KEY)[0].as_py().split("/")
-    shard = int(shard_text)
+    part, shard_text = group.column(SHARD_KEY)[0].as_py().rsplit("/", 1)
+    fate, shard = part_fate(part), int(shard_text)
     keys = row_sort_key(
         group.column("id").to_pylist(),
         group.column("source_file").to_pylist(),
         group.column("source_line").to_pylist(),
     )
-    # The hash is the primary order; the full key breaks the (astronomically rare) ties.
+    # The hash is the primary order; the full key breaks the (astronomically rare) ties, and
+    # ``augmentation`` those between records augmented from one parent into the same text.
     order_table = pa.table(
         {
             "key": pa.array(keys, pa.uint64()),
             "id": group.column("id"),
             "file": group.column("source_file"),
             "line": group.column("source_line"),
+            "augmentation": group.column("augmentation"),
         }
     )
     order = pc.sort_indices(
@@ -103,10 +131,11 @@ def write_shard(
             ("id", "ascending"),
             ("file", "ascending"),
             ("line", "ascending"),
+            ("augmentation", "ascending"),
         ],
     )
     table = group.take(order).select(FATE_SCHEMAS[fate].names).cast(FATE_SCHEMAS[fate])
-    relative = shard_name(fate, shard, shards_per_fate[fate])
+    relative = shard_name(part, shard, shards_per_fate[part])
     digest, size = write_table(
         table, posixpath.join(output_path, relative), compression, row_group_rows
     )
@@ -153,13 +182,14 @@ def write_missing_shards(
     row_group_rows: int,
 ) -> list[dict[str, Any]]:
     """Hashing can leave a shard empty; write it anyway so part-i-of-n names have no gaps."""
-    present = {(r["fate"], r["shard"]) for r in results}
+    present = {r["path"] for r in results}
     added = []
-    for fate, total in shards_per_fate.items():
+    for part, total in shards_per_fate.items():
+        fate = part_fate(part)
         for shard in range(total):
-            if (fate, shard) in present:
+            relative = shard_name(part, shard, total)
+            if relative in present:
                 continue
-            relative = shard_name(fate, shard, total)
             empty = FATE_SCHEMAS[fate].empty_table()
             digest, size = write_table(
                 empty, posixpath.join(output_path, relative), compression, row_group_rows

@@ -184,6 +184,7 @@ def test_bad_input_ends_in_quarantine_never_a_crash(ray_session, tmp_path):
     }
     assert outcome.stats["conservation"] == {
         "input": 11,
+        "created": 0,
         "output": 5,
         "rejects": 0,
         "quarantine": 6,

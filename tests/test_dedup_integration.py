@@ -127,6 +127,7 @@ def test_each_planted_duplicate_is_removed_with_its_reason(single_node):
     }
     assert outcome.stats["conservation"] == {
         "input": 10,
+        "created": 0,
         "output": 5,
         "rejects": 5,
         "quarantine": 0,

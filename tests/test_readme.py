@@ -10,7 +10,7 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
 def test_readme_reason_table_is_the_code_vocabulary():
-    documented = set(re.findall(r"`((?:read|convert|filter|dedup)\.[a-z0-9_]+)`", README))
+    documented = set(re.findall(r"`((?:read|convert|filter|dedup|quality|augment|sample)\.[a-z0-9_]+)`", README))
     assert documented == set(INGEST_REASONS) | set(reason_owners())
 
 
