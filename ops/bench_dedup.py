@@ -259,8 +259,27 @@ def _system_rows(
 ) -> list[dict[str, Any]]:
     thresholds = list(settings.thresholds)
     ours = instructflow_rows(benchmark, thresholds, settings)
+    shingles = (
+        near_dedup_recipe(
+            benchmark.corpus_path,
+            settings.workdir,
+            threshold=thresholds[0],
+            seed=settings.seed,
+            workers=settings.workers,
+            options=settings.near_options,
+        )
+        .stages[0]
+        .config
+    )
     theirs = compare_baselines(
-        benchmark, thresholds, settings.workdir, datatrove_python, settings.workers, NUM_PERM
+        benchmark,
+        thresholds,
+        settings.workdir,
+        datatrove_python,
+        settings.workers,
+        NUM_PERM,
+        word_ngram=shingles.word_ngram,
+        char_ngram=shingles.char_ngram,
     )
     cores = {"instructflow": settings.workers, "datasketch": 1, "datatrove": settings.workers}
     rows = ours + [{"system": row.pop("baseline"), **row} for row in theirs]

@@ -10,7 +10,8 @@ The stages are those of DataTrove's ``examples/minhash_deduplication.py`` (signa
 clusters, filter), on ``LocalPipelineExecutor`` instead of Slurm. Each record's text is
 ``instruction + "\\n" + output`` (``ops.dedup_benchmark.dedup_text``) and its id is its 1-based
 line number. The corpus is first split into one file per worker, because DataTrove's readers
-give each task whole files. DataTrove's defaults stay as they are: 5-gram shingles of words
+give each task whole files. DataTrove's defaults stay as they are, but for ``--n-grams`` (the
+benchmark passes instructflow's shingle size; DataTrove's default is 5): n-gram shingles of words
 after its ``simplify_text`` (lowercase, punctuation and whitespace folded, digits -> 0), 64-bit
 xxhash. Words come from its tokenizer for the language: spaCy's English tokenizer for "en", and
 for "zh" spaCy's Chinese tokenizer with the jieba segmenter (``Languages.mandarin_chinese__hani``;
@@ -82,7 +83,7 @@ def write_shards(corpus: Path, shard_dir: Path, shards: int) -> None:
 
 
 def run_stages(
-    work: Path, shards: int, workers: int, bands: int, rows: int, language: str
+    work: Path, shards: int, workers: int, bands: int, rows: int, language: str, n_grams: int = 5
 ) -> float:
     """The four MinHash stages; returns their wall seconds."""
     from datatrove.executor import LocalPipelineExecutor
@@ -97,7 +98,7 @@ def run_stages(
     from datatrove.pipeline.writers import JsonlWriter
     from datatrove.utils.typeshelper import Languages
 
-    config = MinhashConfig(num_buckets=bands, hashes_per_bucket=rows)
+    config = MinhashConfig(n_grams=n_grams, num_buckets=bands, hashes_per_bucket=rows)
 
     def reader() -> JsonlReader:
         return JsonlReader(str(work / "shards"), adapter=alpaca_adapter, glob_pattern="*.jsonl")
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-perm", type=int, default=128)
     parser.add_argument("--language", choices=sorted(DATATROVE_LANGUAGES), required=True)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--n-grams", type=int, default=5, help="words per shingle (default 5)")
     args = parser.parse_args(argv)
     if not 0 < args.threshold < 1 or args.workers < 1 or args.num_perm < 2:
         parser.error("need 0 < --threshold < 1, --workers >= 1 and --num-perm >= 2")
@@ -163,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(args.work / name, ignore_errors=True)
     write_shards(args.input, args.work / "shards", args.workers)
     bands, rows = optimal_bands_rows(args.threshold, args.num_perm)
-    seconds = run_stages(args.work, args.workers, args.workers, bands, rows, args.language)
+    seconds = run_stages(
+        args.work, args.workers, args.workers, bands, rows, args.language, args.n_grams
+    )
 
     from importlib.metadata import version
 

@@ -246,6 +246,7 @@ def datatrove_dedup(
     *,
     language: str,
     num_perm: int = 128,
+    n_grams: int = 5,
 ) -> tuple[set[int], float]:
     """Removed 1-based line numbers and the wall seconds of DataTrove's four MinHash stages.
 
@@ -259,6 +260,7 @@ def datatrove_dedup(
         str(DATATROVE_SCRIPT),
         *("--input", str(corpus), "--work", str(workdir), "--threshold", str(threshold)),
         *("--num-perm", str(num_perm), "--language", language, "--workers", str(workers)),
+        *("--n-grams", str(n_grams)),
     ]
     result = _run_checked(command, "the DataTrove baseline")
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
@@ -816,8 +818,14 @@ def compare_baselines(
     datatrove_python: Path | None,
     workers: int = 1,
     num_perm: int = 128,
+    word_ngram: int = 5,
+    char_ngram: int = 5,
 ) -> list[dict[str, Any]]:
     """One row per (baseline, threshold): its score, wall seconds, bands and rows.
+
+    Both baselines shingle as instructflow is told to: datasketch with the same word and
+    character n-grams, DataTrove with ``word_ngram`` words of its own tokenizer (jieba's words
+    for Chinese: it has no character shingles).
 
     datasketch runs in this process on one core; DataTrove (when ``datatrove_python`` is
     given) runs its four stages with ``workers`` processes.
@@ -826,7 +834,7 @@ def compare_baselines(
     rows = []
     for threshold in thresholds:
         started = time.perf_counter()
-        removed = datasketch_dedup(texts, threshold, num_perm)
+        removed = datasketch_dedup(texts, threshold, num_perm, word_ngram, char_ngram)
         seconds = time.perf_counter() - started
         bands, rows_per_band = datasketch_bands_rows(threshold, num_perm)
         rows.append(
@@ -841,6 +849,7 @@ def compare_baselines(
                 workers,
                 language=benchmark.language,
                 num_perm=num_perm,
+                n_grams=word_ngram,
             )
             bands, rows_per_band = _datatrove_bands_rows(threshold, num_perm)
             rows.append(
