@@ -65,7 +65,11 @@ SIGNATURE_REPEATS = 3
 # 0.4/0.3/0.2/0.1), so records/5 clusters and the rest unique give about ``records`` records.
 RECORDS_PER_CLUSTER = 5
 WARM_UP_LINES = 300
-MEMORY_FILES = 8
+# Files of one size whatever the corpus size, as real corpora come in bounded shards: a
+# file is one read task and one block of up to Ray's 128 MiB, so ever larger files would
+# measure the block cap rather than the corpus size.
+MEMORY_RECORDS_PER_FILE = 12_500
+MEMORY_PARTITION_MB = 16
 SAMPLE_SECONDS = 0.2
 STORE_SAMPLE_EVERY = 5  # object store stats cost ~0.1 s each: every 5th sample (1 s)
 RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")  # Ray's own, not workers
@@ -378,10 +382,13 @@ class PeakMemory:
     worker_private: int = 0
     worker_total_rss: int = 0  # all workers together, at the worst sample
     driver_rss: int = 0
+    driver_private: int = 0  # RSS less shared pages, as for workers
     raylet_rss: int = 0
     object_store: int = 0  # plasma bytes in use, Ray's own accounting
     workers_seen: int = 0
     samples: int = 0
+    # What the worker with the largest private memory was running then (its process title).
+    worker_private_task: str = ""
 
 
 class MemorySampler:
@@ -427,11 +434,23 @@ class MemorySampler:
             self.seen.add(process.pid)
             total += memory.rss
             peak.worker_rss = max(peak.worker_rss, memory.rss)
-            peak.worker_private = max(peak.worker_private, memory.rss - memory.shared)
+            if memory.rss - memory.shared > peak.worker_private:
+                peak.worker_private = memory.rss - memory.shared
+                peak.worker_private_task = _title(process)
         peak.worker_total_rss = max(peak.worker_total_rss, total)
-        peak.driver_rss = max(peak.driver_rss, self.driver.memory_info().rss)
+        driver = self.driver.memory_info()
+        peak.driver_rss = max(peak.driver_rss, driver.rss)
+        peak.driver_private = max(peak.driver_private, driver.rss - driver.shared)
         peak.raylet_rss = max(peak.raylet_rss, self.raylet.memory_info().rss)
         peak.samples += 1
+
+
+def _title(process: psutil.Process) -> str:
+    """A Ray worker's process title names the task or actor it runs (``ray::Name``)."""
+    try:
+        return " ".join(process.cmdline())[:120] or process.name()
+    except psutil.Error:
+        return ""
 
 
 _PLASMA_USAGE = re.compile(r"Plasma memory usage (\d+) MiB")
@@ -450,21 +469,21 @@ def object_store_bytes() -> int:
 
 def memory_corpus(corpus_dir: Path, records: int, seed: int) -> tuple[float, int]:
     """``records`` generated alpaca records with ``DirtConfig.typical()`` (5% exact and 3%
-    near duplicates among its dirt) in MEMORY_FILES files; seconds spent and bytes. A corpus
-    already there for the same size and seed is reused."""
+    near duplicates among its dirt) in files of MEMORY_RECORDS_PER_FILE; seconds spent and
+    bytes. A corpus already there for the same size and seed is reused."""
     marker = corpus_dir / "COMPLETE"
-    wanted = f"{records} {seed}"
+    wanted = f"{records} {seed} {MEMORY_RECORDS_PER_FILE}"
     if marker.exists() and marker.read_text() == wanted:
         return 0.0, sum(path.stat().st_size for path in corpus_dir.glob("*.jsonl"))
     shutil.rmtree(corpus_dir, ignore_errors=True)
     corpus_dir.mkdir(parents=True)
     started = time.perf_counter()
-    per_file = -(-records // MEMORY_FILES)
-    for index in range(MEMORY_FILES):
+    per_file = MEMORY_RECORDS_PER_FILE
+    for index in range(-(-records // per_file)):
         count = min(per_file, records - index * per_file)
         if count > 0:
             write_corpus(
-                corpus_dir / f"part-{index:02d}.jsonl",
+                corpus_dir / f"part-{index:04d}.jsonl",
                 count,
                 seed=seed + index,
                 dirt=DirtConfig.typical(),
@@ -474,15 +493,24 @@ def memory_corpus(corpus_dir: Path, records: int, seed: int) -> tuple[float, int
     return seconds, sum(path.stat().st_size for path in corpus_dir.glob("*.jsonl"))
 
 
-def memory_recipe(corpus_dir: Path, output: Path, seed: int, workers: int) -> DataRecipe:
+def memory_recipe(
+    corpus_dir: Path, output: Path, seed: int, workers: int, partition_mb: int = MEMORY_PARTITION_MB
+) -> DataRecipe:
+    """exact_dedup then near_dedup with shuffle partitions and output shards of
+    ``partition_mb``: small enough that the smallest corpus already fills them, so every size
+    runs at the bound and only the partition count grows."""
     return parse_recipe(
         {
             "name": "bench-dedup-memory",
             "seed": seed,
             "inputs": [{"path": str(corpus_dir), "format": "alpaca"}],
             "stages": [{"exact_dedup": {}}, {"near_dedup": {}}],
-            "output": {"path": str(output)},
-            "run": {"progress_bars": False, "max_workers": workers},
+            "output": {"path": str(output), "shard_target_bytes": partition_mb << 20},
+            "run": {
+                "progress_bars": False,
+                "max_workers": workers,
+                "shuffle_partition_bytes": partition_mb << 20,
+            },
         }
     )
 
@@ -556,8 +584,10 @@ def print_memory_row(row: dict[str, Any]) -> None:
     print(
         f"{row['records']:>10,} records {row['seconds']:>8.1f} s  "
         f"worker RSS {mib['worker_rss']:>6.0f} MiB (private {mib['worker_private']:.0f}, "
-        f"all {mib['worker_total_rss']:.0f})  driver {mib['driver_rss']:.0f} MiB  "
-        f"object store {mib['object_store']:.0f} MiB  workers {row['workers_seen']}"
+        f"all {mib['worker_total_rss']:.0f})  driver {mib['driver_rss']:.0f} MiB "
+        f"(private {mib['driver_private']:.0f})  "
+        f"object store {mib['object_store']:.0f} MiB  workers {row['workers_seen']}\n"
+        f"{'':>19}largest private: {row['worker_private_task']}"
     )
 
 

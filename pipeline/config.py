@@ -56,6 +56,10 @@ class RunConfig(BaseModel):
     # Upper bound of the CPU stage actor pool; None sizes it to the cluster's CPUs.
     max_workers: int | None = Field(default=None, gt=0)
     progress_bars: bool = True
+    # Target bytes of one hash-shuffle partition in global stages (dedup, sampling, splits).
+    # A reduce task holds one partition (a join, both sides of it), so this, not the corpus
+    # size, bounds a worker's memory there; more data means more partitions.
+    shuffle_partition_bytes: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
 
 
 class StageSpec(BaseModel):

@@ -95,7 +95,7 @@ class ExactDedup(GlobalStage):
             keys,
             DIGEST_COLUMN,
             partial(pick_keepers, DIGEST_COLUMN),
-            partitions_for(dataset, context.workers),
+            partitions_for(dataset, context),
         ).materialize()
         return mark_drops(
             dataset,

@@ -251,7 +251,7 @@ class NearDedup(GlobalStage):
 
         config = self.config
         bands, rows = config.lsh_shape()
-        partitions = partitions_for(dataset, context.workers)
+        partitions = partitions_for(dataset, context)
         signatures = dataset.map_batches(
             Signatures,
             fn_constructor_kwargs={

@@ -6,7 +6,7 @@
   matters when the groups are millions of LSH buckets.
 - ``mark_drops`` joins a table of losers (``_uid`` plus detail columns) back onto the corpus
   and stamps ``drop_reason``. The join is a hash shuffle whose partition count grows with the
-  data, so no worker holds more than ``PARTITION_BYTES`` of it.
+  data, so no reduce task holds more than ``run.shuffle_partition_bytes`` of it.
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ from pipeline.dedup_keys import UID_COLUMN, row_uids
 from pipeline.schema import FLOW_SCHEMA
 from pipeline.stage import GlobalContext, StageCounts
 
-PARTITION_BYTES = 256 * 1024 * 1024
+PARTITION_BYTES = 128 * 1024 * 1024
 
 
-def partitions_for(dataset: ray.data.Dataset, workers: int) -> int:
-    """Enough hash partitions that each holds at most ``PARTITION_BYTES``, and at least one
-    per worker. ``size_bytes`` is block metadata on a materialized dataset: no data moves."""
+def partitions_for(dataset: ray.data.Dataset, context: GlobalContext) -> int:
+    """Enough hash partitions that each holds at most ``context.partition_bytes`` of
+    ``dataset``, and at least one per worker. ``size_bytes`` is block metadata on a
+    materialized dataset: no data moves."""
     size = dataset.size_bytes() or 0
-    return max(1, workers, math.ceil(size / PARTITION_BYTES))
+    return max(1, context.workers, math.ceil(size / context.partition_bytes))
 
 
 def grouped_blocks(
@@ -157,7 +158,7 @@ def mark_drops(
     joined = keyed.join(
         losers.select_columns([UID_COLUMN, *detail_columns, *extra]),
         join_type="left_outer",
-        num_partitions=partitions_for(dataset, context.workers),
+        num_partitions=partitions_for(dataset, context),
         on=(UID_COLUMN,),
     )
     return joined.map_batches(

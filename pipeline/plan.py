@@ -10,7 +10,9 @@ stage itself declares what it needs (``Stage.resources``); this module reads it.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -235,6 +237,7 @@ def build_dataset(recipe: DataRecipe, files: list[dict[str, Any]], tally: Any) -
                 position=position,
                 file_index=file_index,
                 tally=tally,
+                partition_bytes=recipe.run.shuffle_partition_bytes,
             )
             # A global stage reads its input several times (keys, then the join back):
             # materialize once so upstream stages never run twice.
@@ -253,8 +256,33 @@ def build_dataset(recipe: DataRecipe, files: list[dict[str, Any]], tally: Any) -
     return dataset
 
 
+@contextlib.contextmanager
+def bounded_shuffle_inputs(partition_bytes: int) -> Iterator[None]:
+    """Shuffle map tasks take at most ``partition_bytes`` of input at a time.
+
+    Ray Data's SHUFFLE_V2 coalesces input blocks up to ``shuffle_input_batch_bytes`` (1 GiB by
+    default) before a map task partitions them, so a worker's memory grew with the corpus
+    until it reached 1 GiB (twice that with the partitioned copy): 324 MiB of private memory
+    at 100k records, 2 GiB at 1M. Capped at the partition size, it stops growing. The
+    driver's DataContext travels with each execution; restored afterwards (tests share it).
+    """
+    context = ray.data.DataContext.get_current()
+    previous = context.shuffle_input_batch_bytes
+    if previous <= 0 or previous > partition_bytes:
+        context.shuffle_input_batch_bytes = partition_bytes
+    try:
+        yield
+    finally:
+        context.shuffle_input_batch_bytes = previous
+
+
 def execute(recipe: DataRecipe, output_path: str) -> RunResult:
     """Run the recipe on the connected Ray cluster and write shards under ``output_path``."""
+    with bounded_shuffle_inputs(recipe.run.shuffle_partition_bytes):
+        return _execute(recipe, output_path)
+
+
+def _execute(recipe: DataRecipe, output_path: str) -> RunResult:
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     files = input_files(recipe)

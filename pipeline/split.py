@@ -206,7 +206,7 @@ class Split(GlobalStage):
     def apply(self, dataset: Any, context: GlobalContext) -> Any:
         config, seed = self.config, context.seed
         names = tuple(config.fractions)
-        partitions = partitions_for(dataset, context.workers)
+        partitions = partitions_for(dataset, context)
         rows = dataset.map_batches(
             partial(group_rows, stratify=config.stratify), batch_format="pyarrow"
         ).materialize()

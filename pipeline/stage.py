@@ -92,6 +92,8 @@ class GlobalContext:
     position: int
     file_index: dict[str, int]
     tally: Any = None
+    # Target bytes per hash-shuffle partition (recipe ``run.shuffle_partition_bytes``).
+    partition_bytes: int = 128 * 1024 * 1024
 
 
 class Drop(NamedTuple):
