@@ -109,6 +109,49 @@ def _bench_dedup_memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_quality(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ops.bench_quality import QualityBenchSettings, bench_quality, check_settings
+
+    settings = QualityBenchSettings(
+        workdir=Path(args.workdir),
+        records=args.records,
+        workers=args.workers,
+        seed=args.seed,
+        train_records=args.train_records,
+    )
+    try:
+        check_settings(settings)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bench_quality(settings, json_out=args.json_out)
+    return 0
+
+
+def _bench_augment(args: argparse.Namespace) -> int:
+    from ops.bench_augment import bench_augment, wants_gpu
+
+    if args.sentences < 1 or args.batch_size < 1:
+        print("error: need --sentences >= 1 and --batch-size >= 1", file=sys.stderr)
+        return 2
+    try:
+        use_gpu = wants_gpu(args.device)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bench_augment(
+        model=args.model,
+        sentences=args.sentences,
+        batch_size=args.batch_size,
+        use_gpu=use_gpu,
+        workdir=args.workdir,
+        json_out=args.json_out,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="instructflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -195,6 +238,39 @@ def build_parser() -> argparse.ArgumentParser:
     memory_bench.add_argument("--seed", type=int, default=0)
     memory_bench.add_argument("--json-out", help="also write the results here as JSON")
     memory_bench.set_defaults(handler=_bench_dedup_memory)
+
+    quality_bench = bench.add_parser(
+        "quality", help="quality scoring and stratified sampling vs a plain one-process loop"
+    )
+    quality_bench.add_argument("--records", type=int, default=100_000)
+    quality_bench.add_argument(
+        "--train-records", type=int, default=20_000, help="labelled records the model learns from"
+    )
+    quality_bench.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="Ray CPUs and quality actors"
+    )
+    quality_bench.add_argument("--workdir", default=".bench/quality")
+    quality_bench.add_argument("--seed", type=int, default=0)
+    quality_bench.add_argument("--json-out", help="also write the results here as JSON")
+    quality_bench.set_defaults(handler=_bench_quality)
+
+    augment_bench = bench.add_parser(
+        "augment", help="back-translation sentences/s: a tiny MarianMT, and --model if given"
+    )
+    augment_bench.add_argument("--sentences", type=int, default=512)
+    augment_bench.add_argument("--batch-size", type=int, default=32, help="generation batch")
+    augment_bench.add_argument(
+        "--model", help="also time this model: a hub id in the local cache, or a directory"
+    )
+    augment_bench.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="auto: CUDA when torch sees a GPU, else CPU",
+    )
+    augment_bench.add_argument("--workdir", default="out/bench-augment")
+    augment_bench.add_argument("--json-out", help="also write the results here as JSON")
+    augment_bench.set_defaults(handler=_bench_augment)
     return parser
 
 

@@ -11,7 +11,6 @@ import ops
 import pipeline
 import train
 
-
 # Task results up to this size are kept in the caller's own memory instead of the object
 # store (Ray's default is 100 KiB). A shuffle makes maps x partitions small shards, all owned
 # by the driver, so with the default the driver's heap held the whole in-flight shuffle: 216

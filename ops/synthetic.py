@@ -11,8 +11,8 @@ corpus its own ground truth.
     write_corpus("bench/alpaca.jsonl.gz", 100_000, seed=0, dirt=DirtConfig.typical())
 
 Public API: ``DirtConfig``, ``generate_records``, ``to_format``, ``write_records``,
-``write_corpus``, ``generate_qa`` (extractive QA rows) and ``generate_paragraphs`` (raw
-English prose).
+``write_corpus``, ``write_quality_corpus`` (good and bad records for a quality model),
+``generate_qa`` (extractive QA rows) and ``generate_paragraphs`` (raw English prose).
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ RESPONSE_KINDS = (
 )
 DECORATION_KINDS = ("pii", "html", "mojibake", "endoftext")
 DIRT_KINDS = DUPLICATE_KINDS + RESPONSE_KINDS + DECORATION_KINDS
+# The dirt a learned quality model should catch: records with one of these are "bad".
+QUALITY_BAD_KINDS = frozenset(("empty_response", "refusal", "repetition", "copied_instruction"))
 
 _DIRT_SEED_SALT = 0x5EED_D1A7
 _RECENT_RECORDS = 4096
@@ -114,6 +116,18 @@ class DirtConfig:
             repetition=0.01,
             copied_instruction=0.01,
             too_long=0.005,
+            mark_dirt=mark_dirt,
+        )
+
+    @classmethod
+    def low_quality(cls, *, mark_dirt: bool = False) -> DirtConfig:
+        """About half the records damaged the ways a quality model should learn to spot
+        (``QUALITY_BAD_KINDS``)."""
+        return cls(
+            empty_response=0.1,
+            refusal=0.15,
+            repetition=0.15,
+            copied_instruction=0.1,
             mark_dirt=mark_dirt,
         )
 
@@ -204,6 +218,20 @@ def write_corpus(
     columns = FORMAT_COLUMNS[fmt] + (("_dirt",) if dirt is not None and dirt.mark_dirt else ())
     shaped = (to_format(record, fmt) for record in records)
     return write_records(path, shaped, file_type=file_type, columns=columns)
+
+
+def write_quality_corpus(directory: str | Path, records: int, *, seed: int) -> tuple[Path, Path]:
+    """Labelled records for a quality classifier: ``good.jsonl`` (clean) and ``bad.jsonl``
+    (records with a kind of ``QUALITY_BAD_KINDS``), alpaca, under ``directory``; about half
+    bad (``DirtConfig.low_quality``)."""
+    good, bad = [], []
+    for record in generate_records(records, seed=seed, dirt=DirtConfig.low_quality(mark_dirt=True)):
+        kinds = set(record.pop("_dirt"))
+        (bad if kinds & QUALITY_BAD_KINDS else good).append(record)
+    directory = Path(directory)
+    write_records(directory / "good.jsonl", good)
+    write_records(directory / "bad.jsonl", bad)
+    return directory / "good.jsonl", directory / "bad.jsonl"
 
 
 def generate_qa(n: int, *, seed: int) -> Iterator[dict[str, Any]]:

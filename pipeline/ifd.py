@@ -19,8 +19,9 @@ How the losses are taken:
 - "given the instruction" scores the response tokens of ``start + prompt + response``;
   "alone" scores them after ``start`` only, where ``start`` is the tokenizer's BOS token (or
   EOS where it has none, as GPT-2): both sequences begin as the model saw text begin in
-  training, and both losses average over exactly the same tokens. (The paper's code scores the response alone
-  without a start token, which leaves its first token out of one loss and not the other.)
+  training, and both losses average over exactly the same tokens. (The paper's code scores
+  the response alone without a start token, which leaves its first token out of one loss
+  and not the other.)
   A tokenizer with neither leaves the first response token out of both;
 - at most ``max_length`` tokens: the response keeps its first tokens, the prompt its last
   (nearest the response), and the prompt gets at least half the room when it needs it;

@@ -1,8 +1,6 @@
 """Labelled records for the classifier tests, generated here (no downloads, no shared data).
 
-- Quality: ``ops.synthetic`` records, clean ones good, and bad ones damaged by the kinds of
-  dirt a quality model should learn: empty responses, refusals, repetition and responses that
-  copy the instruction.
+- Quality: ``ops.synthetic.write_quality_corpus``, shared with ``instructflow bench quality``.
 - Domain: three domains (cooking, code, finance) written from small word banks.
 """
 
@@ -12,25 +10,10 @@ import random
 from pathlib import Path
 
 from ops.quality import TrainSettings
-from ops.synthetic import DirtConfig, generate_records, write_records
+from ops.synthetic import write_records
 
-BAD_KINDS = frozenset(("empty_response", "refusal", "repetition", "copied_instruction"))
 # Small and fast: the tests check learning and plumbing, not the production defaults.
 TEST_SETTINGS = TrainSettings(dim=32, bucket=20_000, epoch=20)
-
-
-def write_quality_corpus(directory: Path, records: int, seed: int) -> tuple[Path, Path]:
-    """``good.jsonl`` and ``bad.jsonl`` (alpaca) under ``directory``; about half bad."""
-    dirt = DirtConfig(
-        empty_response=0.1, refusal=0.15, repetition=0.15, copied_instruction=0.1, mark_dirt=True
-    )
-    good, bad = [], []
-    for record in generate_records(records, seed=seed, dirt=dirt):
-        kinds = set(record.pop("_dirt"))
-        (bad if kinds & BAD_KINDS else good).append(record)
-    write_records(directory / "good.jsonl", good)
-    write_records(directory / "bad.jsonl", bad)
-    return directory / "good.jsonl", directory / "bad.jsonl"
 
 
 _DOMAINS = {

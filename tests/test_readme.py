@@ -10,7 +10,8 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
 def test_readme_reason_table_is_the_code_vocabulary():
-    documented = set(re.findall(r"`((?:read|convert|filter|dedup|quality|augment|sample)\.[a-z0-9_]+)`", README))
+    reason = r"`((?:read|convert|filter|dedup|quality|augment|sample)\.[a-z0-9_]+)`"
+    documented = set(re.findall(reason, README))
     assert documented == set(INGEST_REASONS) | set(reason_owners())
 
 

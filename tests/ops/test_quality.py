@@ -19,9 +19,10 @@ from ops.quality import (
     precision_recall_f1,
     train_classifier,
 )
+from ops.synthetic import write_quality_corpus
 from pipeline.classifier import classifier_text, label_probabilities, load_fasttext
 from pipeline.schema import RECORD_SCHEMA, REJECT_SCHEMA, make_record, message
-from tests.classifier_data import TEST_SETTINGS, write_domain_corpus, write_quality_corpus
+from tests.classifier_data import TEST_SETTINGS, write_domain_corpus
 
 
 def quality_train(argv: list[str]) -> int:

@@ -9,11 +9,12 @@ import pytest
 from pydantic import ValidationError
 
 from ops.quality import examples_from_files, train_classifier
+from ops.synthetic import write_quality_corpus
 from pipeline.classifier import classifier_text, feature_text
 from pipeline.quality import QualityConfig, QualityFilter, score_bucket
 from pipeline.schema import rows_to_table
 from pipeline.stage import Resources
-from tests.classifier_data import TEST_SETTINGS, write_quality_corpus
+from tests.classifier_data import TEST_SETTINGS
 from tests.pipeline.filters.helpers import check_filter, check_passes_dropped_rows_through, record
 
 GOOD_ANSWER = (
