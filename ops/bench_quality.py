@@ -160,8 +160,8 @@ def bench_recipe(
     )
 
 
-def quality_stage(model: str, workers: int) -> dict[str, Any]:
-    return {"quality": {"model": model, "threshold": SCORE_THRESHOLD, "concurrency": workers}}
+def quality_stage(model: str) -> dict[str, Any]:
+    return {"quality": {"model": model, "threshold": SCORE_THRESHOLD}}
 
 
 def sample_stage(records: int) -> dict[str, Any]:
@@ -288,7 +288,7 @@ def warm_up(workdir: Path, model: str, settings: QualityBenchSettings) -> None:
     """One untimed run of each recipe on a small corpus: workers started, modules imported."""
     inputs = write_bench_corpus(workdir / "warm-up" / "corpus", WARM_UP_RECORDS, settings.seed)
     for name, stage in (
-        ("quality", quality_stage(model, settings.workers)),
+        ("quality", quality_stage(model)),
         ("sample", sample_stage(WARM_UP_RECORDS)),
     ):
         pipeline_run(bench_recipe(inputs, stage, workdir / "warm-up" / name, settings))
@@ -336,7 +336,7 @@ def bench_quality(settings: QualityBenchSettings, json_out: str | None = None) -
     train_seed = settings.seed + TRAIN_SEED_OFFSET
     model, summary = train_bench_model(workdir / "model", settings.train_records, train_seed)
     report["model"] = model_summary(summary, settings.train_records)
-    scoring = quality_stage(model, settings.workers)
+    scoring = quality_stage(model)
     quality = bench_recipe(inputs, scoring, workdir / "ray-quality", settings)
     sample = bench_recipe(inputs, sample_stage(settings.records), workdir / "ray-sample", settings)
     started_ray = connect_ray(settings.workers)

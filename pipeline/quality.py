@@ -7,9 +7,10 @@ the model's probability of ``label`` (``__label__good``), rounded to 6 places. W
 ``{"score", "threshold"}``; without one the stage only scores (dedup's ``highest_quality``
 keeper and sampling read the score).
 
-The model loads once per worker, in ``__init__``, and an actor pool of ``concurrency``
-workers keeps it there; a batch is scored in one ``predict`` call. ``counts.findings`` holds a
-histogram of the scores in tenths (``score[0.9,1.0]``) to help choose a threshold.
+The model loads once per worker, in ``__init__``: once per actor of the CPU chain the stage
+joins, or of its own pool of ``concurrency`` actors when that is set. A batch is scored in
+one ``predict`` call. ``counts.findings`` holds a histogram of the scores in tenths
+(``score[0.9,1.0]``) to help choose a threshold.
 
 Reason: ``quality.low_score``.
 """
@@ -48,8 +49,11 @@ class QualityConfig(StageConfig):
     label: str = Field(default="__label__good", pattern=r"^__label__\S+$")
     # None: score only. Otherwise rows scoring below it are dropped.
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    # Actor pool size: each worker holds one copy of the model.
-    concurrency: int = Field(default=2, ge=1)
+    # None (default): the stage joins the CPU chain around it, whose actors load the model
+    # once each, so scoring streams behind reading on the same workers. An int: an actor pool
+    # of its own (each worker one copy of the model), which on a small machine waits for the
+    # readers to free their CPUs: 0.39x a plain loop at 100k records on 2 CPUs.
+    concurrency: int | None = Field(default=None, ge=1)
 
     @field_validator("model")
     @classmethod
