@@ -15,7 +15,7 @@ One process does everything, so only same-run ratios are compared on a shared ma
    ``pipeline.plan.execute`` of a recipe whose only stage is ``quality``, on a local Ray with
    ``workers`` CPUs: read, score, summaries, sharded write of data and rejects.
 3. **Sampling**: strata ``[task, language]``, ``temperature`` mode, half the corpus. The plain
-   loop reads the corpus into memory, allocates with ``pipeline.strata.allocate`` and takes,
+   loop reads the corpus into memory, allocates with ``SampleConfig.allocate`` and takes,
    per stratum, the rows with the smallest order keys (``pipeline.sample.order_words``: the
    seeded id hash, row uid and augmentation hash) by a sort, then writes them. It holds the
    whole corpus and every key in one process; the stage never gathers a stratum in one place
@@ -59,7 +59,7 @@ from pipeline.discover import InputFile
 from pipeline.ingest import ingest_file
 from pipeline.sample import SampleConfig, order_words
 from pipeline.schema import FLOW_SCHEMA, RECORD_SCHEMA
-from pipeline.strata import Quota, allocate, stratum_keys
+from pipeline.strata import Quota, stratum_keys
 
 DEFAULT_RECORDS = 100_000
 DEFAULT_TRAIN_RECORDS = 20_000
@@ -225,15 +225,8 @@ def stratified_selection(
     )
     strata = np.asarray(stratum_keys(table, config.strata).to_pylist(), dtype=object)
     names, inverse = np.unique(strata, return_inverse=True)
-    quotas = allocate(
-        {str(name): int(count) for name, count in zip(names, np.bincount(inverse), strict=True)},
-        mode=config.mode,
-        temperature=config.temperature,
-        total=config.total,
-        caps=config.caps,
-        minimums=config.minimums,
-        default_cap=config.default_cap,
-        default_minimum=config.default_minimum,
+    quotas = config.allocate(
+        {str(name): int(count) for name, count in zip(names, np.bincount(inverse), strict=True)}
     )
     chosen = [np.zeros(0, np.int64)]
     for index, name in enumerate(names):

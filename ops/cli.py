@@ -76,22 +76,26 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
 def _bench_dedup(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ops.bench_dedup import BenchSettings, bench_dedup, parse_options
+    from ops.bench_dedup import BenchSettings, bench_dedup, check_settings, parse_options
 
-    if args.records < 5 or args.workers < 1:
-        print("error: need --records >= 5 and --workers >= 1", file=sys.stderr)
+    try:
+        settings = BenchSettings(
+            workdir=Path(args.workdir).resolve(),
+            records=args.records,
+            thresholds=tuple(args.threshold),
+            languages=tuple(dict.fromkeys(args.languages)),
+            datatrove=args.datatrove,
+            workers=args.workers,
+            seed=args.seed,
+            near_options=parse_options(args.near_option),
+            signature_documents=args.signature_docs,
+        )
+        check_settings(settings)
+    except RecipeError:
+        raise  # a bad near_dedup option: main prints each problem with its key
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    settings = BenchSettings(
-        workdir=Path(args.workdir).resolve(),
-        records=args.records,
-        thresholds=tuple(args.threshold),
-        languages=tuple(dict.fromkeys(args.languages)),
-        datatrove=args.datatrove,
-        workers=args.workers,
-        seed=args.seed,
-        near_options=parse_options(args.near_option),
-        signature_documents=args.signature_docs,
-    )
     bench_dedup(settings, json_out=args.json_out)
     return 0
 

@@ -26,7 +26,7 @@ from pipeline.config import DataRecipe, StageSpec
 from pipeline.ingest import INGEST_REASONS, InputConfig, ingest_file
 from pipeline.read import InputFile, list_input_files
 from pipeline.registry import is_global, reason_owners, stage_class
-from pipeline.stage import GlobalContext, Resources, StageCounts
+from pipeline.stage import GlobalContext, Resources, Stage, StageCounts
 from pipeline.writer import (
     SHARD_KEY,
     WRITE_RESULT_SCHEMA,
@@ -81,6 +81,18 @@ class Tally:
         return self.files, {pos: counts.to_dict() for pos, counts in self.stages.items()}
 
 
+def run_stage(stage: Stage, batch: pa.Table) -> tuple[pa.Table, StageCounts]:
+    """``stage.run(batch)``; a failure becomes a StageFailure naming the stage and the
+    batch's first files, so the driver reports it in one line instead of a worker trace."""
+    try:
+        return stage.run(batch)
+    except Exception as error:
+        files = sorted(set(batch.column("source_file").to_pylist()))[:3]
+        raise StageFailure(
+            f"stage {stage.name!r} failed on a batch from {', '.join(files)}: {one_line(error)}"
+        ) from error
+
+
 class StageChain:
     """Ray Data callable: a run of stages built once per worker, applied in order per batch."""
 
@@ -101,14 +113,7 @@ class StageChain:
 
     def apply(self, batch: pa.Table) -> pa.Table:
         for position, stage in self.stages:
-            try:
-                batch, counts = stage.run(batch)
-            except Exception as error:
-                files = sorted(set(batch.column("source_file").to_pylist()))[:3]
-                raise StageFailure(
-                    f"stage {stage.name!r} failed on a batch from {', '.join(files)}: "
-                    f"{one_line(error)}"
-                ) from error
+            batch, counts = run_stage(stage, batch)
             ray.get(self.tally.stage_ran.remote(position, counts.to_dict()))
         return batch
 

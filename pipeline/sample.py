@@ -54,6 +54,7 @@ from pipeline.first_k import (
 from pipeline.stage import GlobalContext, GlobalStage, StageConfig, with_drops
 from pipeline.strata import (
     Mode,
+    Quota,
     allocate,
     check_strata,
     check_stratum_names,
@@ -104,6 +105,19 @@ class SampleConfig(StageConfig):
                 f"minimums add up to {sum(self.minimums.values())}, more than total {self.total}"
             )
         return self
+
+    def allocate(self, available: dict[str, int]) -> dict[str, Quota]:
+        """Requested, available and taken rows per stratum under this config's mixture."""
+        return allocate(
+            available,
+            mode=self.mode,
+            temperature=self.temperature,
+            total=self.total,
+            caps=self.caps,
+            minimums=self.minimums,
+            default_cap=self.default_cap,
+            default_minimum=self.default_minimum,
+        )
 
 
 def quality_order(scores: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -199,15 +213,8 @@ class Sample(GlobalStage):
         rows = keys.count()
         single_task = rows <= config.single_task_max_keys
         histograms = target_histograms(keys, context.workers, single_task) if rows else {}
-        table = allocate(
-            {stratum: int(counts.sum()) for stratum, counts in histograms.items()},
-            mode=config.mode,
-            temperature=config.temperature,
-            total=config.total,
-            caps=config.caps,
-            minimums=config.minimums,
-            default_cap=config.default_cap,
-            default_minimum=config.default_minimum,
+        table = config.allocate(
+            {stratum: int(counts.sum()) for stratum, counts in histograms.items()}
         )
         report_findings(
             context.tally,

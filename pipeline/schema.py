@@ -113,6 +113,18 @@ def record_id(system: str, messages: Sequence[dict[str, Any]], context: str, too
     return hasher.hexdigest()
 
 
+# Columns that stages fill in later (scores, labels, provenance, splits), as every record
+# starts out: from a reader, and in quarantine.
+UNSET_LATER: dict[str, Any] = {
+    "quality_score": None,
+    "difficulty": "",
+    "parent_id": None,
+    "augmentation": None,
+    "cluster_id": None,
+    "split": "",
+}
+
+
 def make_record(
     *,
     messages: list[dict[str, Any]],
@@ -141,12 +153,7 @@ def make_record(
         "domain": domain,
         "language": language,
         "meta": json.dumps(meta or {}, ensure_ascii=False, sort_keys=True),
-        "quality_score": None,
-        "difficulty": "",
-        "parent_id": None,
-        "augmentation": None,
-        "cluster_id": None,
-        "split": "",
+        **UNSET_LATER,
         "drop_reason": None,
         "drop_detail": None,
         "raw": None,
@@ -170,12 +177,7 @@ def quarantine_row(
         "domain": "",
         "language": "",
         "meta": "{}",
-        "quality_score": None,
-        "difficulty": "",
-        "parent_id": None,
-        "augmentation": None,
-        "cluster_id": None,
-        "split": "",
+        **UNSET_LATER,
         "drop_reason": reason,
         "drop_detail": detail,
         "raw": raw,

@@ -145,8 +145,9 @@ class StageCounts:
         )
 
 
-class Stage(ABC):
-    """One step of the plan. Subclass ``Filter`` or ``Transform``, not this."""
+class ConfiguredStage(ABC):
+    """What every registered stage has: a name, a config class, a drop vocabulary and the
+    resources it asks Ray for."""
 
     name: ClassVar[str]
     Config: ClassVar[type[StageConfig]] = StageConfig
@@ -164,6 +165,10 @@ class Stage(ABC):
         """What the stage needs from Ray, from its config alone: the plan builder asks
         before any worker exists, and must not load models on the driver to find out."""
         return Resources()
+
+
+class Stage(ConfiguredStage):
+    """One step of the plan, batch by batch. Subclass ``Filter`` or ``Transform``, not this."""
 
     def run(self, batch: pa.Table) -> tuple[pa.Table, StageCounts]:
         """Apply the stage to the live rows of ``batch``; pass dropped rows through untouched."""
@@ -321,22 +326,9 @@ def with_drops(batch: pa.Table, reasons: list[str | None], details: list[str | N
     )
 
 
-class GlobalStage(ABC):
+class GlobalStage(ConfiguredStage):
     """A stage over the whole dataset. Subclasses implement ``apply`` with Ray Data shuffles,
     groupbys or joins, never a collection on the driver."""
-
-    name: ClassVar[str]
-    Config: ClassVar[type[StageConfig]] = StageConfig
-    drop_reasons: ClassVar[tuple[str, ...]] = ()
-
-    def __init__(self, config: StageConfig) -> None:
-        if not isinstance(config, self.Config):
-            raise TypeError(f"{type(self).__name__} needs {self.Config.__name__}, got {config!r}")
-        self.config = config
-
-    @classmethod
-    def resources(cls, config: StageConfig) -> Resources:
-        return Resources()
 
     @abstractmethod
     def apply(self, dataset: Any, context: GlobalContext) -> Any:

@@ -40,7 +40,7 @@ from pydantic import Field, field_validator, model_validator
 from pipeline.augment.guard import GUARD_REASONS, GuardConfig
 from pipeline.dedup_keys import alive
 from pipeline.distributed import report_counts, report_findings
-from pipeline.plan import StageFailure, one_line
+from pipeline.plan import StageFailure, one_line, run_stage
 from pipeline.registry import stage_class
 from pipeline.schema import last_content
 from pipeline.stage import (
@@ -265,14 +265,7 @@ class AugmentWorker:
         self.tally = tally
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        try:
-            output, counts = self.stage.run(batch)
-        except Exception as error:
-            files = sorted(set(batch.column("source_file").to_pylist()))[:3]
-            raise StageFailure(
-                f"stage {self.stage.name!r} failed on a batch from {', '.join(files)}: "
-                f"{one_line(error)}"
-            ) from error
+        output, counts = run_stage(self.stage, batch)
         if self.tally is not None:
             ray.get(self.tally.stage_ran.remote(self.position, counts.to_dict()))
             created = output.num_rows - batch.num_rows
