@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.ingest import InputConfig
 from pipeline.registry import stage_class, stage_names
-from pipeline.stage import StageConfig
+from pipeline.stage import DEFAULT_PARTITION_BYTES, StageConfig
 
 
 class Problem(BaseModel):
@@ -59,7 +59,7 @@ class RunConfig(BaseModel):
     # Target bytes of one hash-shuffle partition in global stages (dedup, sampling, splits).
     # A reduce task holds one partition (a join, both sides of it), so this, not the corpus
     # size, bounds a worker's memory there; more data means more partitions.
-    shuffle_partition_bytes: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
+    shuffle_partition_bytes: int = Field(default=DEFAULT_PARTITION_BYTES, ge=1024 * 1024)
 
 
 class StageSpec(BaseModel):

@@ -28,8 +28,6 @@ from pipeline.dedup_keys import UID_COLUMN, row_uids
 from pipeline.schema import FLOW_SCHEMA
 from pipeline.stage import GlobalContext, StageCounts
 
-PARTITION_BYTES = 128 * 1024 * 1024
-
 
 def partitions_for(dataset: ray.data.Dataset, context: GlobalContext) -> int:
     """Enough hash partitions that each holds at most ``context.partition_bytes`` of

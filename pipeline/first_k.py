@@ -41,7 +41,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from pipeline.distributed import PARTITION_BYTES, grouped_blocks
+from pipeline.distributed import grouped_blocks
+from pipeline.stage import DEFAULT_PARTITION_BYTES
 
 TARGET_COLUMN = "_target"
 ORDER_PREFIX = "_order"
@@ -262,6 +263,7 @@ def first_k_cutoffs(
     workers: int,
     resolve_rows: int = RESOLVE_ROWS,
     single_task: bool = False,
+    partition_bytes: int = DEFAULT_PARTITION_BYTES,
 ) -> dict[str, list[Cutoff]]:
     """Per target, the cutoff key of each rank in ``ranks[target]`` (materialized ``keys``;
     ``histograms`` from ``target_histograms``). ``single_task``: sort the whole (small) key
@@ -289,7 +291,7 @@ def first_k_cutoffs(
         for index, counts in summed(partials, SEARCH_COLUMN, workers).items():
             wide[index].narrow(counts)
     if searches:
-        for index, key in resolve(keys, searches, workers, single_task).items():
+        for index, key in resolve(keys, searches, workers, single_task, partition_bytes).items():
             search = searches[index]
             cutoffs[search.target][search.slot] = key
     return cutoffs
@@ -301,7 +303,11 @@ def ranked_in_buckets(table: pa.Table, searches: list[Search]) -> pa.Table:
 
 
 def resolve(
-    keys: ray.data.Dataset, searches: list[Search], workers: int, single_task: bool
+    keys: ray.data.Dataset,
+    searches: list[Search],
+    workers: int,
+    single_task: bool,
+    partition_bytes: int = DEFAULT_PARTITION_BYTES,
 ) -> dict[int, tuple]:
     """The ``need``-th key of each search's bucket: in one task, or per search in blocks of
     a hash shuffle on the search."""
@@ -315,7 +321,7 @@ def resolve(
             rows,
             SEARCH_COLUMN,
             partial(pick_ranked, needs={i: s.need for i, s in enumerate(searches)}),
-            max(1, workers, math.ceil(volume / PARTITION_BYTES)),
+            max(1, workers, math.ceil(volume / partition_bytes)),
         )
         batches = picked.iter_batches(batch_format="pyarrow", batch_size=None)
     found = {}

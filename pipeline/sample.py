@@ -223,7 +223,12 @@ class Sample(GlobalStage):
         )
         ranks = {key: (quota.taken,) for key, quota in table.items() if quota.available}
         cutoffs = first_k_cutoffs(
-            keys, ranks, histograms, workers=context.workers, single_task=single_task
+            keys,
+            ranks,
+            histograms,
+            workers=context.workers,
+            single_task=single_task,
+            partition_bytes=context.partition_bytes,
         )
         details = {
             key: json.dumps(

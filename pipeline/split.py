@@ -221,7 +221,12 @@ class Split(GlobalStage):
                 table[stratum], ranks[stratum] = split_ranks(int(counts.sum()), config.fractions)
             report_findings(context.tally, context.position, stratum_findings(table))
             cutoffs = first_k_cutoffs(
-                groups, ranks, histograms, workers=context.workers, single_task=single_task
+                groups,
+                ranks,
+                histograms,
+                workers=context.workers,
+                single_task=single_task,
+                partition_bytes=context.partition_bytes,
             )
             spanning = whole_or_blocks(
                 groups, partial(spanning_groups, cutoffs=cutoffs, names=names), single_task

@@ -77,6 +77,10 @@ class Resources(NamedTuple):
     batch_size: int = 1024
 
 
+# Default target bytes of one hash-shuffle partition in global stages.
+DEFAULT_PARTITION_BYTES = 128 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class GlobalContext:
     """What a global stage may use besides its config, handed over by the plan builder.
@@ -93,7 +97,7 @@ class GlobalContext:
     file_index: dict[str, int]
     tally: Any = None
     # Target bytes per hash-shuffle partition (recipe ``run.shuffle_partition_bytes``).
-    partition_bytes: int = 128 * 1024 * 1024
+    partition_bytes: int = DEFAULT_PARTITION_BYTES
 
 
 class Drop(NamedTuple):
