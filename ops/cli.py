@@ -66,6 +66,63 @@ def _data_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_sft(args: argparse.Namespace) -> int:
+    from ops.trainrun import run_sft
+
+    summary = run_sft(
+        args.recipe, args.set, address=args.address, resume=args.resume, overwrite=args.overwrite
+    )
+    for which in ("best", "last"):
+        entry = summary[which]
+        if entry:
+            loss = entry.get("val_loss", entry.get("train_loss"))
+            print(f"{which}: {entry['path']} (step {entry.get('step')}, loss {loss:.4f})")
+    print(f"generate: instructflow generate {summary['best']['path']} --prompt '...'")
+    return 0
+
+
+def _train_tiny_model(args: argparse.Namespace) -> int:
+    from train.tiny import save_tiny_model
+
+    path = save_tiny_model(
+        args.data,
+        args.out,
+        kind=args.kind,
+        size=args.size,
+        vocab_size=args.vocab_size,
+        seed=args.seed,
+    )
+    print(f"{path}: {args.size} {args.kind} model and a tokenizer trained on {args.data}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from ops.generate import generate_batch, generate_one
+
+    if (args.prompt is None) == (args.input is None):
+        print("error: give either --prompt TEXT or --input PARQUET --output DIR", file=sys.stderr)
+        return 2
+    if args.prompt is not None:
+        print(generate_one(args.checkpoint, args.prompt, args.system, args.max_new_tokens))
+        return 0
+    if not args.output:
+        print("error: --input needs --output DIR", file=sys.stderr)
+        return 2
+    from ops.cluster import connect
+
+    connect(args.address, progress_bars=not args.no_progress)
+    rows = generate_batch(
+        args.checkpoint,
+        args.input,
+        args.output,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        use_gpu=args.gpu,
+    )
+    print(f"{rows} responses -> {args.output}")
+    return 0
+
+
 def _bench_pipeline(args: argparse.Namespace) -> int:
     from ops.bench import bench_pipeline
 
@@ -183,6 +240,48 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("output")
     inspect.set_defaults(handler=_data_inspect)
 
+    train = commands.add_parser("train", help="training recipes").add_subparsers(
+        dest="action", required=True
+    )
+    sft = train.add_parser("sft", help="supervised fine-tuning on Ray Train")
+    sft.add_argument("recipe")
+    sft.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
+    sft.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    resume = sft.add_mutually_exclusive_group()
+    resume.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in output.path from its last checkpoint",
+    )
+    resume.add_argument(
+        "--overwrite", action="store_true", help="delete the run in output.path and start again"
+    )
+    sft.set_defaults(handler=_train_sft)
+
+    tiny = train.add_parser(
+        "tiny-model", help="a model built from a config, with a tokenizer trained on a run's shards"
+    )
+    tiny.add_argument("data", help="an `instructflow data run` output directory")
+    tiny.add_argument("out", help="where to save the model and tokenizer")
+    tiny.add_argument("--kind", choices=["causal", "seq2seq"], default="causal")
+    tiny.add_argument("--size", choices=["tiny", "small", "0.5b"], default="tiny")
+    tiny.add_argument("--vocab-size", type=int, default=2048)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(handler=_train_tiny_model)
+
+    generate = commands.add_parser("generate", help="replies from a trained checkpoint")
+    generate.add_argument("checkpoint", help="a checkpoint, or a `train sft` output (its best)")
+    generate.add_argument("--prompt", help="one prompt; the reply is printed")
+    generate.add_argument("--system", default="", help="a system prompt for --prompt")
+    generate.add_argument("--input", help="Parquet: a 'prompt' column, or canonical records")
+    generate.add_argument("--output", help="directory for the Parquet replies (with --input)")
+    generate.add_argument("--max-new-tokens", type=int, default=128)
+    generate.add_argument("--batch-size", type=int, default=16)
+    generate.add_argument("--gpu", action="store_true", help="one GPU per generation actor")
+    generate.add_argument("--address", help="Ray cluster address (batch mode)")
+    generate.add_argument("--no-progress", action="store_true")
+    generate.set_defaults(handler=_generate)
+
     from ops.quality import add_quality_commands
 
     add_quality_commands(commands)
@@ -287,9 +386,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as error:  # the clear one-line cause instead of a worker traceback
         from ops.datarun import PipelineError
+        from ops.generate import CheckpointError
+        from ops.trainrun import TrainError
         from pipeline.accounting import ConservationError
 
-        if isinstance(error, PipelineError | ConservationError):
+        if isinstance(error, PipelineError | ConservationError | TrainError | CheckpointError):
             print(f"error: {error}", file=sys.stderr)
             return 1
         raise

@@ -38,16 +38,21 @@ def step_token_count(micro_labels: Sequence[Any]) -> Any:
     return count
 
 
-def micro_batch_loss(logits: Any, labels: Any, step_tokens: Any, world_size: int = 1) -> Any:
+def micro_batch_loss(
+    logits: Any, labels: Any, step_tokens: Any, world_size: int = 1, shift: bool = True
+) -> Any:
     """This micro-batch's share of the step loss (see the module docstring); backward on it.
-    Cross-entropy in float32 whatever the logits' dtype."""
+    Cross-entropy in float32 whatever the logits' dtype. ``shift``: a causal model's logits
+    at position t predict the label at t + 1; a seq2seq decoder's are already aligned."""
     import torch
 
     if int(step_tokens) == 0:
         raise ValueError("no supervised token in this step: every label is -100")
+    if shift:
+        logits, labels = logits[..., :-1, :], labels[..., 1:]
     total = torch.nn.functional.cross_entropy(
-        logits[..., :-1, :].float().reshape(-1, logits.shape[-1]),
-        labels[..., 1:].reshape(-1),
+        logits.float().reshape(-1, logits.shape[-1]),
+        labels.reshape(-1),
         ignore_index=IGNORE,
         reduction="sum",
     )

@@ -213,6 +213,71 @@ def padded(row: PackedRow, seq_len: int, pad_id: int) -> PackedRow:
     )
 
 
+def seq2seq_examples(
+    record: dict[str, Any], tokenizer: Any, prompt_format: str, max_length: int
+) -> list[Example]:
+    """Encoder-decoder examples: one per non-empty assistant turn, so every turn is a target.
+
+    The source is the conversation before the turn (the chat template with its generation
+    prompt, or each user turn in the plain template followed by the earlier replies), in the
+    tokenizer's own special-token convention (T5 appends ``</s>``; BART wraps in ``<s>..</s>``).
+    The labels are the reply in the same convention, all supervised: the decoder input is
+    the labels shifted right, which the model builds itself. A source longer than
+    ``max_length`` loses its beginning, so the turn being answered survives.
+    """
+    if prompt_format not in PROMPT_FORMATS:
+        raise ValueError(
+            f"prompt format {prompt_format!r}: choose one of {', '.join(PROMPT_FORMATS)}"
+        )
+    turns = turns_of(record)
+    examples = []
+    for index, turn in enumerate(turns):
+        if turn["role"] != "assistant" or not turn["content"].strip():
+            continue
+        source_text = prompt_text(turns[:index], tokenizer, prompt_format)
+        source = list(tokenizer(source_text)["input_ids"])
+        target = list(tokenizer(text_target=turn["content"])["input_ids"])
+        truncated = len(source) > max_length or len(target) > max_length
+        source, target = source[-max_length:], target[:max_length]
+        examples.append(Example(source, target, len(target), truncated))
+    return examples
+
+
+def prompt_ids(turns: Sequence[dict[str, str]], tokenizer: Any, prompt_format: str) -> list[int]:
+    """Token ids a causal model is given to write the next assistant turn, built piece by
+    piece exactly as ``tokenize_record`` builds them in training."""
+    if prompt_format == "chat":
+        return render(tokenizer, turns, generation_prompt=True)
+    if prompt_format not in PLAIN_TEMPLATES:
+        raise ValueError(
+            f"prompt format {prompt_format!r}: choose one of {', '.join(PROMPT_FORMATS)}"
+        )
+    segments = plain_segments(turns, tokenizer, PLAIN_TEMPLATES[prompt_format])
+    return [token for tokens, _ in segments for token in tokens]
+
+
+def prompt_text(turns: Sequence[dict[str, str]], tokenizer: Any, prompt_format: str) -> str:
+    """The text a model is given to answer the conversation's next assistant turn: what
+    training put before each reply, as a string (generation and seq2seq sources)."""
+    if prompt_format == "chat":
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError("prompt format 'chat' needs a tokenizer with a chat_template")
+        return tokenizer.apply_chat_template(
+            list(turns), tokenize=False, add_generation_prompt=True
+        )
+    template = PLAIN_TEMPLATES[prompt_format]
+    parts, pending_system = [], ""
+    for turn in turns:
+        if turn["role"] == "system":
+            pending_system = turn["content"] + "\n\n"
+        elif turn["role"] == "user":
+            parts.append(pending_system + template.replace("{instruction}", turn["content"]))
+            pending_system = ""
+        elif turn["role"] == "assistant":
+            parts.append(turn["content"] + (tokenizer.eos_token or ""))
+    return "".join(parts)
+
+
 __all__ = [
     "IGNORE",
     "PLAIN_TEMPLATES",
@@ -221,6 +286,9 @@ __all__ = [
     "PackedRow",
     "check_supervised",
     "pack",
+    "prompt_ids",
+    "prompt_text",
+    "seq2seq_examples",
     "tokenize_record",
     "turns_of",
 ]

@@ -1,0 +1,150 @@
+"""The typed SFT recipe: data (the pipeline's output), model, prompt, training, evaluation,
+scaling and output.
+
+Parsed from YAML before Ray starts; every problem is reported with its key path, the bad
+value and what is allowed (``pipeline.config.RecipeError``). The validated recipe travels
+into the Ray Train workers as plain data (``to_plain``) and is parsed again there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.config import Problem, RecipeError, problems_from
+from train.sft_data import PROMPT_FORMATS
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(Frozen):
+    # The output directory of `instructflow data run`. Shards are read from data/<split>/.
+    path: str
+    train_split: str = "train"
+    # None: no evaluation (a warning at start); checkpoints are then ranked by train loss.
+    validation_split: str | None = "validation"
+    # Rows each worker reads, permutes (seeded per epoch) and cuts into global batches.
+    shuffle_window_rows: int = Field(4096, gt=0)
+
+
+class ModelConfig(Frozen):
+    # A hub id (from the local cache when HF_HUB_OFFLINE=1) or a directory.
+    name_or_path: str
+    # auto: seq2seq when the config says is_encoder_decoder, else causal.
+    kind: Literal["auto", "causal", "seq2seq"] = "auto"
+    tokenizer: str | None = None  # default: the model's own
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] | None = "sdpa"
+    trust_remote_code: bool = False
+
+
+class PromptConfig(Frozen):
+    format: str = "chat"
+    # Longer examples are cut (and counted as truncated in the data stats).
+    max_length: int = Field(1024, gt=1)
+    # Pack short examples into rows of max_length tokens (causal models only).
+    # None: on for causal models, off for seq2seq.
+    packing: bool | None = None
+
+    @model_validator(mode="after")
+    def _known_format(self) -> PromptConfig:
+        if self.format not in PROMPT_FORMATS:
+            raise ValueError(f"format {self.format!r}: choose one of {', '.join(PROMPT_FORMATS)}")
+        return self
+
+
+class LoraConfig(Frozen):
+    r: int = Field(16, gt=0)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    # "all-linear" or module names such as [q_proj, v_proj].
+    target_modules: str | tuple[str, ...] = "all-linear"
+
+
+class TrainingConfig(Frozen):
+    epochs: int = Field(1, gt=0)
+    # Stop after this many optimizer steps if fewer than the epochs give; None: the epochs.
+    max_steps: int | None = Field(None, gt=0)
+    micro_batch_size: int = Field(8, gt=0)
+    gradient_accumulation: int = Field(1, gt=0)
+    learning_rate: float = Field(2e-5, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    # Cosine decay ends at this fraction of the peak learning rate.
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    adam_betas: tuple[float, float] = (0.9, 0.95)
+    max_grad_norm: float = Field(1.0, gt=0)
+    # auto: bf16 autocast on GPUs that support it, float32 on CPU.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    gradient_checkpointing: bool = False
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    lora: LoraConfig | None = None
+    log_every_steps: int = Field(10, gt=0)
+
+
+class EvalConfig(Frozen):
+    every_steps: int = Field(100, gt=0)
+    # Validation rows evaluated each time (all when None).
+    max_rows: int | None = Field(None, gt=0)
+    samples: int = Field(3, ge=0)  # validation prompts whose generations are logged
+    max_new_tokens: int = Field(64, gt=0)
+
+
+class ScalingConfig(Frozen):
+    num_workers: int = Field(1, gt=0)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1, gt=0)
+    # Automatic restarts from the latest checkpoint after a worker or node dies.
+    max_failures: int = Field(0, ge=-1)
+
+
+class OutputConfig(Frozen):
+    # Ray Train storage (checkpoints), best/ and last/ models, metrics, TensorBoard logs.
+    # A path every node can reach on a cluster: s3://, gs:// or a shared file system.
+    path: str
+
+
+class SFTRecipe(Frozen):
+    name: str = "sft"
+    seed: int = 0
+    data: DataConfig
+    model: ModelConfig
+    prompt: PromptConfig = PromptConfig()
+    training: TrainingConfig = TrainingConfig()
+    eval: EvalConfig = EvalConfig()
+    scaling: ScalingConfig = ScalingConfig()
+    output: OutputConfig
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SFTRecipe:
+        if self.training.precision == "bf16" and not self.scaling.use_gpu:
+            raise ValueError("training.precision bf16 needs scaling.use_gpu: true (fp32 on CPU)")
+        if self.training.strategy == "fsdp" and self.scaling.num_workers < 2:
+            raise ValueError("training.strategy fsdp shards over workers: scaling.num_workers >= 2")
+        return self
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.to_plain(), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def to_plain(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def parse_sft_recipe(data: Any, source: str = "recipe") -> SFTRecipe:
+    """Plain data (parsed YAML) to an SFTRecipe, or a RecipeError listing every problem."""
+    if not isinstance(data, dict):
+        raise RecipeError(
+            [Problem(path="(top level)", message="expected a mapping", value=data)], source
+        )
+    try:
+        return SFTRecipe.model_validate(data)
+    except ValidationError as error:
+        raise RecipeError(problems_from(error, prefix="", model=SFTRecipe), source) from None
+
+
+__all__ = ["SFTRecipe", "parse_sft_recipe"]
