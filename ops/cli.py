@@ -103,7 +103,8 @@ def _generate(args: argparse.Namespace) -> int:
         print("error: give either --prompt TEXT or --input PARQUET --output DIR", file=sys.stderr)
         return 2
     if args.prompt is not None:
-        print(generate_one(args.checkpoint, args.prompt, args.system, args.max_new_tokens))
+        reply = generate_one(args.checkpoint, args.prompt, args.system, args.max_new_tokens)
+        print(reply if reply else "(empty reply: only whitespace or end tokens were generated)")
         return 0
     if not args.output:
         print("error: --input needs --output DIR", file=sys.stderr)
@@ -265,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("out", help="where to save the model and tokenizer")
     tiny.add_argument("--kind", choices=["causal", "seq2seq"], default="causal")
     tiny.add_argument("--size", choices=["tiny", "small", "0.5b"], default="tiny")
+    tiny.add_argument("--arch", choices=["t5", "bart"], default="t5", help="seq2seq only")
     tiny.add_argument("--vocab-size", type=int, default=2048)
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(handler=_train_tiny_model)

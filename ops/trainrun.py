@@ -277,6 +277,18 @@ def check_sample(recipe: SFTRecipe, tokenizer: Any, kind: str, train_dir: str, s
         )
 
 
+def worker_cause(error: BaseException) -> str:
+    """The worker's own exception line out of Ray Train's error report (which starts with
+    "Training failed due to worker errors:" and then quotes each rank's traceback tail)."""
+    import re
+
+    text = str(error)
+    found = re.search(r"^\s*(\w+(?:\.\w+)*(?:Error|Exception|Exit)\b.*)$", text, flags=re.M)
+    if found:
+        return found.group(1).strip()[:500]
+    return first_line(error)
+
+
 def first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -522,7 +534,7 @@ def fit(recipe: SFTRecipe, plan: TrainPlan, train_rows: Any, validation_rows: An
         cause = _find_cause(error, NonFiniteLoss)
         if cause is not None:
             raise TrainError(str(cause)) from None
-        raise TrainError(f"training failed: {first_line(error)}") from error
+        raise TrainError(f"training failed: {worker_cause(error)}") from error
 
 
 def summarize(recipe: SFTRecipe, plan: TrainPlan, result: Any, stats: dict, seconds: float) -> dict:

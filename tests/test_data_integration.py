@@ -78,10 +78,16 @@ def test_quickstart_output_is_clean_and_loadable(quickstart):
     import ray
 
     data_dir = Path(quickstart.output_path) / "data"
-    loaded = datasets.load_dataset("parquet", data_dir=str(data_dir), split="train")
-    assert len(loaded) == quickstart.stats["conservation"]["output"]
-    assert ray.data.read_parquet(str(data_dir)).count() == len(loaded)
-    text = json.dumps(loaded[:], ensure_ascii=False)
+    # The split stage's directories are what Hugging Face datasets reads as splits.
+    loaded = datasets.load_dataset("parquet", data_dir=str(data_dir))
+    assert set(loaded) == {"train", "validation"}
+    assert (
+        sum(len(split) for split in loaded.values()) == quickstart.stats["conservation"]["output"]
+    )
+    assert (
+        ray.data.read_parquet(str(data_dir)).count() == quickstart.stats["conservation"]["output"]
+    )
+    text = json.dumps([loaded[name][:] for name in loaded], ensure_ascii=False)
     for leaked in ("13812345678", "@example.com", "<|endoftext|>", "Ã©", "<p>"):
         assert leaked not in text, leaked
 

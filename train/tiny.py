@@ -4,12 +4,12 @@ the SFT recipe loads it with the same ``from_pretrained(path)`` it uses for a hu
 Nothing is downloaded.
 
     instructflow train tiny-model out/quickstart out/tiny-llama
-    instructflow train tiny-model out/quickstart out/tiny-t5 --kind seq2seq
+    instructflow train tiny-model out/quickstart out/tiny-t5 --kind seq2seq [--arch bart]
 
 The tokenizer is byte-level BPE (any script, Chinese included, round-trips), with ``<pad>``,
 ``<s>``, ``</s>``, ``<unk>`` and a chat template whose turns are ``<|role|>`` lines ended
 by ``</s>``. Causal models are Llama (RoPE, so packed position ids restart per example);
-seq2seq models are T5. Texts are streamed from the shards in record batches, never loaded
+seq2seq models are T5 or BART. Texts are streamed from the shards in record batches, never loaded
 whole.
 """
 
@@ -83,13 +83,36 @@ def train_tokenizer(texts: Iterator[str], vocab_size: int = 2048, seq2seq: bool 
     return tokenizer
 
 
-def build_model(tokenizer: Any, kind: str = "causal", size: str = "tiny", seed: int = 0) -> Any:
-    """A model of the named size with random weights (seeded), sized to the tokenizer."""
+def build_model(
+    tokenizer: Any, kind: str = "causal", size: str = "tiny", seed: int = 0, arch: str = "t5"
+) -> Any:
+    """A model of the named size with random weights (seeded), sized to the tokenizer.
+    Seq2seq ``arch``: ``t5`` or ``bart``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
 
     shape = SIZES[size]
     torch.manual_seed(seed)
+    if kind == "seq2seq" and arch == "bart":
+        from transformers import BartConfig, BartForConditionalGeneration
+
+        config = BartConfig(
+            vocab_size=len(tokenizer),
+            d_model=shape["hidden"],
+            encoder_ffn_dim=shape["intermediate"],
+            decoder_ffn_dim=shape["intermediate"],
+            encoder_layers=shape["layers"],
+            decoder_layers=shape["layers"],
+            encoder_attention_heads=shape["heads"],
+            decoder_attention_heads=shape["heads"],
+            max_position_embeddings=1024,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.eos_token_id,
+            forced_eos_token_id=tokenizer.eos_token_id,
+        )
+        return BartForConditionalGeneration(config)
     if kind == "seq2seq":
         config = T5Config(
             vocab_size=len(tokenizer),
@@ -127,10 +150,11 @@ def save_tiny_model(
     size: str = "tiny",
     vocab_size: int = 2048,
     seed: int = 0,
+    arch: str = "t5",
 ) -> str:
     """Train the tokenizer on ``data_dir``'s shards, build the model, save both to ``out_dir``."""
     tokenizer = train_tokenizer(shard_texts(data_dir), vocab_size, seq2seq=kind == "seq2seq")
-    model = build_model(tokenizer, kind, size, seed)
+    model = build_model(tokenizer, kind, size, seed, arch)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
