@@ -15,11 +15,13 @@ One process runs everything, so only same-run ratios are compared on a shared ma
    batches in the same order), ``collate``, ``forward`` and ``micro_batch_loss``, gradient
    clipping and a non-finite check. Steady state on both sides: tokens/s is measured over
    windows of ``log_every_steps`` steps, as the worker logs it to ``metrics.jsonl``, and the
-   first window (warm-up: first allocations, Ray Data's first fetch) is dropped. The worker's
-   windows give only rates, so its steady rate is their harmonic mean (tokens over time
-   when windows carry equal tokens; packed windows do within ``window_token_spread``). The
-   end-to-end wall seconds (Ray start, tokenisation in Ray Data, checkpoint) are reported
-   beside it, and the plain loop's own (tokenisation, model load, every step).
+   windows of the first ``warmup_steps`` (first allocations, Ray Data's first fetch, Ray's
+   own start-up work still running beside the worker) are dropped. The worker's windows give
+   only rates, so its steady rate is their harmonic mean: tokens over time when windows
+   carry equal tokens, and packed windows do to within ``window_token_spread`` (a few per
+   cent, so the error is far smaller). The end-to-end wall seconds of ``run_sft`` (Ray Data
+   tokenisation, worker start, every step, checkpoint) are reported beside it, and the plain
+   loop's own (tokenisation, model load, every step).
 3. **Packed vs unpacked.** The same plain loop, records and micro-batch size in rows on
    unpacked rows (each record its own row, right-padded to the longest of its micro-batch).
    Real (non-padding) tokens per second on both sides, and the padding fraction of each.
@@ -32,7 +34,8 @@ Threads: Ray sets ``OMP_NUM_THREADS`` to a worker's CPU count, so torch in the w
 ``cpus`` threads (the report shows what a Ray task of that size sees); the driver's torch is
 set to the same count for the plain loops.
 
-    instructflow bench sft --records 2000 --size small --steps 60 --cpus 2 --json-out sft.json
+    instructflow bench sft --records 2000 --size small --steps 120 --cpus 2 --json-out sft.json
+    instructflow bench sft --device cuda --gpu-size 0.5b --peak-flops 989e12
 """
 
 from __future__ import annotations
@@ -98,8 +101,9 @@ class SFTBenchSettings:
     max_length: int = 512
     prompt_format: str = "instruction_output"
     micro_batch_size: int = 4
-    steps: int = 60  # per CPU loop; the first log_every_steps are warm-up
-    log_every_steps: int = 10
+    steps: int = 120  # per CPU loop, warm-up included
+    log_every_steps: int = 10  # the tokens/s window
+    warmup_steps: int = 20  # not timed, on every side; a multiple of log_every_steps
     learning_rate: float = 1e-3
     min_words: int = 10
     max_words: int = 400
@@ -107,8 +111,8 @@ class SFTBenchSettings:
     ray: bool = True  # False: the plain loops only
     device: str = "cpu"  # cuda: also the GPU section
     gpu_size: str = "0.5b"
-    gpu_micro_batch_size: int = 8
-    gpu_steps: int = 40
+    gpu_micro_batch_size: int = 16
+    gpu_steps: int = 60
     peak_flops: float = H100_BF16_DENSE_FLOPS
     seed: int = 0
 
@@ -131,15 +135,23 @@ def check_settings(settings: SFTBenchSettings) -> None:
         (settings.device not in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
         (settings.peak_flops <= 0, "--peak-flops must be positive"),
     ]
-    for steps, name in ((settings.steps, "--steps"), (settings.gpu_steps, "--gpu-steps")):
-        every = settings.log_every_steps
+    every, warmup = settings.log_every_steps, settings.warmup_steps
+    if every >= 1:
         problems.append(
             (
-                steps < 2 * every or steps % every != 0,
-                f"{name} must be a multiple of --log-every-steps ({every}) and at least twice "
-                "it: the first window is warm-up",
+                warmup < every or warmup % every != 0,
+                f"--warmup-steps must be a positive multiple of --log-every-steps ({every}): "
+                "the first window holds the warm-up",
             )
         )
+        for steps, name in ((settings.steps, "--steps"), (settings.gpu_steps, "--gpu-steps")):
+            problems.append(
+                (
+                    steps < warmup + every or steps % every != 0,
+                    f"{name} must be a multiple of --log-every-steps ({every}) and at least "
+                    f"--warmup-steps + {every}",
+                )
+            )
     bad = [text for failed, text in problems if failed]
     if bad:
         raise ValueError("; ".join(bad))
@@ -301,7 +313,9 @@ def train_step(
     return loss_sum, slots
 
 
-def plain_loop(model: Any, rows: pa.Table, recipe: SFTRecipe, plan: Any, device: Any) -> dict:
+def plain_loop(
+    model: Any, rows: pa.Table, recipe: SFTRecipe, plan: Any, device: Any
+) -> list[dict[str, Any]]:
     """``plan.total_steps`` steps; per window of ``log_every_steps``: real tokens, padded
     slots, seconds and loss, timed like the worker's windows (fetching included)."""
     import torch
@@ -333,24 +347,29 @@ def plain_loop(model: Any, rows: pa.Table, recipe: SFTRecipe, plan: Any, device:
             loss = float(loss_sum)  # waits for the device, as the worker's logging does
             seconds = time.perf_counter() - started
             windows.append(
-                {"step": step + 1, "tokens": tokens, "slots": slots, "seconds": seconds}
-                | {"loss": round(loss, 4)}
+                {
+                    "step": step + 1,
+                    "tokens": tokens,
+                    "slots": slots,
+                    "seconds": seconds,
+                    "loss": round(loss, 4),
+                }
             )
             tokens = slots = 0
             started = time.perf_counter()
-    return steady(windows)
+    return windows
 
 
-def steady(windows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Totals over the windows after the first (warm-up), and every window's numbers."""
-    kept = windows[1:]
+def steady(windows: list[dict[str, Any]], warmup_steps: int) -> dict[str, Any]:
+    """Totals over the windows after ``warmup_steps``, and every window's numbers."""
+    kept = [window for window in windows if window["step"] > warmup_steps]
     tokens = sum(w["tokens"] for w in kept)
     seconds = sum(w["seconds"] for w in kept)
     slots = sum(w["slots"] for w in kept)
     window_tokens = [w["tokens"] for w in kept]
     return {
         "steps": windows[-1]["step"],
-        "timed_steps": windows[-1]["step"] - windows[0]["step"],
+        "timed_steps": windows[-1]["step"] - warmup_steps,
         "tokens": tokens,
         "seconds": round(seconds, 3),
         "tokens_per_s": round(tokens / seconds, 1),
@@ -383,7 +402,11 @@ def torch_threads(count: int) -> Iterator[int]:
 
 
 def timed_plain_run(
-    recipe: SFTRecipe, records: list[dict[str, Any]], tokenizer: Any, model_path: str
+    recipe: SFTRecipe,
+    records: list[dict[str, Any]],
+    tokenizer: Any,
+    model_path: str,
+    warmup_steps: int,
 ) -> tuple[dict[str, Any], pa.Table]:
     """Tokenise (and pack, per the recipe), load the model as a worker does, run the loop on
     CPU; the loop's report with the end-to-end seconds, and the rows."""
@@ -400,7 +423,7 @@ def timed_plain_run(
     plan = train_plan(recipe, rows, tokenizer.pad_token_id, model_path)
     device = torch.device("cpu")
     model = load_model(recipe, plan, None, device)
-    result = plain_loop(model, rows, recipe, plan, device)
+    result = steady(plain_loop(model, rows, recipe, plan, device), warmup_steps)
     return {**result, "wall_seconds": round(time.perf_counter() - started, 2)}, rows
 
 
@@ -418,9 +441,9 @@ def worker_torch_threads() -> dict[str, Any]:
     }
 
 
-def ray_windows(metrics_path: Path) -> dict[str, Any]:
+def ray_windows(metrics_path: Path, warmup_steps: int) -> dict[str, Any]:
     """The worker's logged tokens/s windows; steady state is the harmonic mean of those after
-    the first (which holds the warm-up)."""
+    ``warmup_steps``."""
     windows = []
     for line in metrics_path.read_text().splitlines():
         entry = json.loads(line)
@@ -428,12 +451,12 @@ def ray_windows(metrics_path: Path) -> dict[str, Any]:
             windows.append(
                 {"step": entry["step"], "tokens_per_s": round(entry["train/tokens_per_s"], 1)}
             )
-    rates = [w["tokens_per_s"] for w in windows[1:]]
+    rates = [w["tokens_per_s"] for w in windows if w["step"] > warmup_steps]
     if not rates:
-        raise ValueError(f"{metrics_path}: fewer than two tokens/s windows")
+        raise ValueError(f"{metrics_path}: no tokens/s window after step {warmup_steps}")
     return {
         "steps": windows[-1]["step"],
-        "timed_steps": windows[-1]["step"] - windows[0]["step"],
+        "timed_steps": windows[-1]["step"] - warmup_steps,
         "tokens_per_s": round(len(rates) / sum(1 / rate for rate in rates), 1),
         "windows": windows,
     }
@@ -461,7 +484,7 @@ def ray_run(settings: SFTBenchSettings, recipe_path: Path) -> dict[str, Any]:
         if started_ray:
             ray.shutdown()
     return {
-        **ray_windows(Path(summary["logs"]) / "metrics.jsonl"),
+        **ray_windows(Path(summary["logs"]) / "metrics.jsonl", settings.warmup_steps),
         "connect_seconds": round(connect_seconds, 2),
         "wall_seconds": round(wall, 2),
         "run_seconds": summary["seconds"],
@@ -510,7 +533,7 @@ def gpu_run(settings: SFTBenchSettings, recipe: SFTRecipe, tokenizer: Any, rows:
     model.config.use_cache = False
     params = sum(parameter.numel() for parameter in model.parameters())
     plan = train_plan(recipe, rows, tokenizer.pad_token_id, "")
-    result = plain_loop(model, rows, recipe, plan, device)
+    result = steady(plain_loop(model, rows, recipe, plan, device), settings.warmup_steps)
     mfu = 6 * params * result["tokens_per_s"] / settings.peak_flops
     del model
     torch.cuda.empty_cache()
@@ -588,7 +611,9 @@ def plain_section(
                 "prompt": {**recipe["prompt"], "packing": layout == "packed"},
             }
             parsed = SFTRecipe.model_validate(layout_recipe)
-            result, rows = timed_plain_run(parsed, records, tokenizer, model_path)
+            result, rows = timed_plain_run(
+                parsed, records, tokenizer, model_path, settings.warmup_steps
+            )
             report["plain"][layout] = result
             report["data"][layout] = data_summary(rows, settings.max_length)
             tables[layout] = rows
@@ -644,35 +669,39 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def print_ray(report: dict[str, Any]) -> None:
-    plain = report["plain"]["packed"]
-    every = report["settings"]["log_every_steps"]
+    settings, plain = report["settings"], report["plain"]["packed"]
+    warmup = settings["warmup_steps"]
     print(
-        f"\n1. Ray Train overhead, packed rows, steady state: steps {every + 1}-{plain['steps']}"
-        f" (first window of {every} dropped)"
+        f"\n1. Ray Train overhead: packed rows, tokens/s over steps {warmup + 1}-"
+        f"{plain['steps']} (the first {warmup} are warm-up)"
     )
     print(f"  {'':<36}{'tokens/s':>10}{'x plain':>9}{'wall s':>9}")
     print(
         f"  {'plain loop, driver process':<36}{plain['tokens_per_s']:>10,.0f}{1.0:>9.2f}"
-        f"{plain['wall_seconds']:>9.1f}"
+        f"{plain['wall_seconds']:>9.1f}  tokenise, load, {plain['steps']} steps"
     )
+    print(f"  {'':<4}windows: {window_rates(plain['windows'])}")
     if "ray" not in report:
         print("  Ray Train: not run (ray=False)")
         return
-    ray = report["ray"]
-    worker = ray["worker"]
-    label = f"Ray Train, 1 worker x {report['settings']['cpus']} CPUs"
+    ray, threads = report["ray"], report["ray"]["worker"]
+    label = f"Ray Train, 1 worker x {settings['cpus']} CPUs"
     print(
         f"  {label:<36}{ray['tokens_per_s']:>10,.0f}{report['ray_over_plain']:>9.2f}"
-        f"{ray['wall_seconds']:>9.1f}"
+        f"{ray['wall_seconds']:>9.1f}  run_sft: Ray Data, workers, steps, checkpoint"
     )
+    print(f"  {'':<4}windows: {window_rates(ray['windows'])}")
     print(
         f"  overhead {1 - report['ray_over_plain']:.1%} (goal <= 10%); Ray start "
-        f"{ray['connect_seconds']:.1f} s not in the wall; run_sft's own clock "
-        f"{ray['run_seconds']} s; worker torch threads {worker['torch_threads']} "
-        f"(OMP_NUM_THREADS={worker['OMP_NUM_THREADS']}); same rows as the plain loop: "
-        f"{'yes' if ray['same_rows'] else 'NO'}; packed window token spread "
-        f"{plain['window_token_spread']:.2%}"
+        f"{ray['connect_seconds']:.1f} s, not in the wall; torch threads: plain "
+        f"{report['machine']['plain_torch_threads']}, Ray worker {threads['torch_threads']} "
+        f"(OMP_NUM_THREADS={threads['OMP_NUM_THREADS']}); same rows: "
+        f"{'yes' if ray['same_rows'] else 'NO'}"
     )
+
+
+def window_rates(windows: list[dict[str, Any]]) -> str:
+    return " ".join(f"{window['tokens_per_s']:,.0f}" for window in windows)
 
 
 def print_packing(report: dict[str, Any]) -> None:

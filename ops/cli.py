@@ -214,6 +214,43 @@ def _bench_augment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_sft(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ops.bench_sft import SFTBenchSettings, bench_sft, check_settings
+
+    settings = SFTBenchSettings(
+        workdir=Path(args.workdir),
+        records=args.records,
+        size=args.size,
+        vocab_size=args.vocab_size,
+        max_length=args.max_length,
+        prompt_format=args.prompt_format,
+        micro_batch_size=args.micro_batch_size,
+        steps=args.steps,
+        log_every_steps=args.log_every_steps,
+        warmup_steps=args.warmup_steps,
+        learning_rate=args.learning_rate,
+        min_words=args.min_words,
+        max_words=args.max_words,
+        cpus=args.cpus,
+        ray=args.ray,
+        device=args.device,
+        gpu_size=args.gpu_size,
+        gpu_micro_batch_size=args.gpu_micro_batch_size,
+        gpu_steps=args.gpu_steps,
+        peak_flops=args.peak_flops,
+        seed=args.seed,
+    )
+    try:
+        check_settings(settings)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bench_sft(settings, json_out=args.json_out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="instructflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -376,6 +413,49 @@ def build_parser() -> argparse.ArgumentParser:
     augment_bench.add_argument("--workdir", default="out/bench-augment")
     augment_bench.add_argument("--json-out", help="also write the results here as JSON")
     augment_bench.set_defaults(handler=_bench_augment)
+
+    sft_bench = bench.add_parser(
+        "sft",
+        help="SFT tokens/s: plain PyTorch loop vs Ray Train, packed vs unpacked, GPU MFU",
+    )
+    sft_bench.add_argument("--records", type=int, default=2_000, help="mixed-length records")
+    sft_bench.add_argument("--size", choices=["tiny", "small", "0.5b"], default="small")
+    sft_bench.add_argument("--vocab-size", type=int, default=2048)
+    sft_bench.add_argument("--max-length", type=int, default=512)
+    sft_bench.add_argument(
+        "--prompt-format",
+        choices=["instruction_output", "alpaca", "chat"],
+        default="instruction_output",
+    )
+    sft_bench.add_argument("--micro-batch-size", type=int, default=4)
+    sft_bench.add_argument("--steps", type=int, default=120, help="per loop, warm-up included")
+    sft_bench.add_argument("--log-every-steps", type=int, default=10, help="the tokens/s window")
+    sft_bench.add_argument("--warmup-steps", type=int, default=20, help="not timed, every side")
+    sft_bench.add_argument("--learning-rate", type=float, default=1e-3)
+    sft_bench.add_argument("--min-words", type=int, default=10, help="shortest reply")
+    sft_bench.add_argument("--max-words", type=int, default=400, help="longest reply")
+    sft_bench.add_argument("--gpu-size", choices=["tiny", "small", "0.5b"], default="0.5b")
+    sft_bench.add_argument("--gpu-micro-batch-size", type=int, default=16)
+    sft_bench.add_argument("--gpu-steps", type=int, default=60)
+    sft_bench.add_argument(
+        "--peak-flops", type=float, default=989e12, help="for MFU (H100 bf16 dense: 989e12)"
+    )
+    sft_bench.add_argument(
+        "--cpus", type=int, default=os.cpu_count() or 1, help="Ray worker CPUs = torch threads"
+    )
+    sft_bench.add_argument(
+        "--ray",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run instructflow train sft on Ray Train",
+    )
+    sft_bench.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: add the GPU MFU section"
+    )
+    sft_bench.add_argument("--workdir", default=".bench/sft")
+    sft_bench.add_argument("--seed", type=int, default=0)
+    sft_bench.add_argument("--json-out", help="also write the results here as JSON")
+    sft_bench.set_defaults(handler=_bench_sft)
     return parser
 
 

@@ -19,13 +19,13 @@ would teach silence). A record whose assistant turns are empty, or lost to trunc
 has no supervised token: ``tokenize_record`` returns it with ``supervised == 0`` and
 ``check_supervised`` makes a whole dataset of them an error, never a silent zero loss.
 
-**Packing.** ``pack`` fills rows of ``seq_len`` tokens with whole examples in the order given
-(next fit: deterministic, and no example is split). Position ids restart at 0 for each
-example, and transformers builds a block-diagonal causal mask from that when the attention
-mask is left out and no cache is in use (call the model with ``position_ids``, no
-``attention_mask`` and ``use_cache=False``: with a cache it does not look for packing), so no
-token attends across examples. The first token of every example is
-unsupervised, so the loss never asks one example to predict the next. The tail of a row is
+**Packing.** ``pack`` fills rows of ``seq_len`` tokens with whole examples (best-fit
+decreasing: deterministic, little padding, and no example is split). Position ids restart at
+0 for each example, and transformers builds a block-diagonal causal mask from that when the
+attention mask is left out and no cache is in use (call the model with ``position_ids``, no
+``attention_mask`` and ``use_cache=False``: with a cache it does not look for packing), so
+no token attends across examples. The first token of every example is unsupervised, so the
+loss never asks one example to predict the next. The tail of a row is
 padding: its own position run, label ``IGNORE``.
 """
 
@@ -65,6 +65,8 @@ class PackedRow:
     position_ids: list[int]
     # Lengths of the examples in the row, padding last (0 when the row is full).
     lengths: list[int] = field(default_factory=list)
+    # Positions of the row's examples in the sequence given to ``pack``.
+    sources: list[int] = field(default_factory=list)
 
 
 def turns_of(record: dict[str, Any]) -> list[dict[str, str]]:
@@ -185,21 +187,38 @@ def check_supervised(examples: Iterable[Example], where: str) -> int:
 
 
 def pack(examples: Iterable[Example], seq_len: int, pad_id: int) -> Iterator[PackedRow]:
-    """Rows of exactly ``seq_len`` tokens, whole examples in order (next fit), padded at the
-    end. An example longer than ``seq_len`` is cut to it and gets a row of its own."""
-    row = PackedRow([], [], [], [])
-    for example in examples:
-        ids, labels = example.input_ids[:seq_len], example.labels[:seq_len]
-        if not ids:
-            continue
-        if len(row.input_ids) + len(ids) > seq_len:
-            yield padded(row, seq_len, pad_id)
-            row = PackedRow([], [], [], [])
+    """Rows of exactly ``seq_len`` tokens holding whole examples, padded at the end.
+
+    Best-fit decreasing: the longest example first, each into the row whose free space it
+    fills most tightly, else a new row. Deterministic (ties go to the earlier example and
+    the earlier row) and, unlike next fit, it leaves little padding when lengths are mixed.
+    An example longer than ``seq_len`` is cut to it and fills a row of its own.
+    """
+    from bisect import bisect_left, insort
+
+    kept = [
+        (index, example.input_ids[:seq_len], example.labels[:seq_len])
+        for index, example in enumerate(examples)
+        if example.input_ids
+    ]
+    kept.sort(key=lambda item: (-len(item[1]), item[0]))
+    rows: list[PackedRow] = []
+    free: list[tuple[int, int]] = []  # (free tokens, row index), ascending
+    for index, ids, labels in kept:
+        slot = bisect_left(free, (len(ids), -1))
+        if slot < len(free):
+            space, row_index = free.pop(slot)
+        else:
+            space, row_index = seq_len, len(rows)
+            rows.append(PackedRow([], [], [], []))
+        row = rows[row_index]
         row.input_ids += ids
         row.labels += [IGNORE, *labels[1:]]
         row.position_ids += list(range(len(ids)))
         row.lengths.append(len(ids))
-    if row.input_ids:
+        row.sources.append(index)
+        insort(free, (space - len(ids), row_index))
+    for row in rows:
         yield padded(row, seq_len, pad_id)
 
 
@@ -210,6 +229,7 @@ def padded(row: PackedRow, seq_len: int, pad_id: int) -> PackedRow:
         row.labels + [IGNORE] * missing,
         row.position_ids + list(range(missing)),
         row.lengths + [missing],
+        row.sources,
     )
 
 

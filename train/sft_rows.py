@@ -9,8 +9,8 @@ rows: ``tokens`` (non-padding), ``supervised`` (label tokens that are targets), 
 Row layouts, all token columns ``list<int32>``:
 
 - packed causal: ``input_ids``, ``labels``, ``position_ids``, each exactly ``max_length``
-  long (``sft_data.pack``, within the block: blocks are fixed by the input files, so the
-  rows are the same on every run);
+  long (``sft_data.pack``, best fit within the block: blocks are fixed by the input files,
+  so the rows are the same on every run);
 - unpacked causal: ``input_ids``, ``labels`` of each example's own length;
 - seq2seq: ``input_ids`` (source) and ``labels`` (target), one row per assistant turn.
 
@@ -107,19 +107,16 @@ def training_rows(
     if not packing:
         return rows_table([example_row(e, records=1) for e in examples], with_positions=False)
     rows = []
-    truncated = iter([e.truncated for e in examples])
     for packed in pack(examples, max_length, tokenizer.pad_token_id):
-        used = packed.lengths[:-1]  # the last entry is the padding run
-        examples_in_row = len(used)
         rows.append(
             {
                 "input_ids": packed.input_ids,
                 "labels": packed.labels,
                 "position_ids": packed.position_ids,
-                "tokens": sum(used),
+                "tokens": sum(packed.lengths[:-1]),  # the last entry is the padding run
                 "supervised": sum(label != IGNORE for label in packed.labels),
-                "records": examples_in_row,
-                "truncated": sum(next(truncated) for _ in range(examples_in_row)),
+                "records": len(packed.sources),
+                "truncated": sum(examples[index].truncated for index in packed.sources),
             }
         )
     return rows_table(rows, with_positions=True)

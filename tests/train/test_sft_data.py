@@ -118,17 +118,36 @@ def test_unknown_format_and_missing_chat_template_are_named(tokenizer):
         tokenize_record(record("a", "b"), plain, "chat", 16)
 
 
-def test_pack_fills_rows_in_order_and_restarts_positions():
+def test_pack_fits_best_longest_first_and_restarts_positions():
     examples = [
         Example([1, 2, 3], [IGNORE, 2, 3], 2),
         Example([4, 5], [IGNORE, 5], 1),
         Example([6, 7, 8, 9], [IGNORE, IGNORE, 8, 9], 2),
     ]
     rows = list(pack(examples, seq_len=6, pad_id=0))
-    assert [r.input_ids for r in rows] == [[1, 2, 3, 4, 5, 0], [6, 7, 8, 9, 0, 0]]
-    assert rows[0].position_ids == [0, 1, 2, 0, 1, 0]
-    assert rows[0].labels == [IGNORE, 2, 3, IGNORE, 5, IGNORE]
-    assert rows[1].lengths == [4, 2]
+    # 4 tokens open a row; 3 do not fit its 2 free, so they open another; 2 fill the first.
+    assert [r.input_ids for r in rows] == [[6, 7, 8, 9, 4, 5], [1, 2, 3, 0, 0, 0]]
+    assert rows[0].position_ids == [0, 1, 2, 3, 0, 1]
+    assert rows[0].labels == [IGNORE, IGNORE, 8, 9, IGNORE, 5]
+    assert rows[0].lengths == [4, 2, 0] and rows[0].sources == [2, 1]
+    assert rows[1].lengths == [3, 3] and rows[1].sources == [0]
+
+
+def test_best_fit_leaves_less_padding_than_next_fit_on_mixed_lengths():
+    import random
+
+    generator = random.Random(0)
+    lengths = [int(8 * 64 ** generator.random()) for _ in range(400)]  # 8..512, log-uniform
+    examples = [Example([1] * n, [IGNORE] + [1] * (n - 1), n - 1) for n in lengths]
+    rows = list(pack(examples, seq_len=512, pad_id=0))
+    next_fit_rows, used = 1, 0
+    for n in lengths:
+        if used + n > 512:
+            next_fit_rows, used = next_fit_rows + 1, 0
+        used += n
+    assert sum(len(r.sources) for r in rows) == len(examples)
+    assert len(rows) < next_fit_rows
+    assert 1 - sum(lengths) / (512 * len(rows)) < 0.05  # padding
     long = list(pack([Example(list(range(1, 10)), list(range(1, 10)), 8)], 4, 0))
     assert [r.input_ids for r in long] == [[1, 2, 3, 4]]
 
@@ -168,7 +187,7 @@ def test_a_packed_row_computes_what_its_examples_compute_alone(tokenizer, attent
             use_cache=False,  # with a cache, transformers does not look for packing
         ).logits[0]
         start, packed_loss, alone_loss = 0, 0.0, 0.0
-        for example in examples:
+        for example in (examples[index] for index in row.sources):  # the row's order
             alone = model(input_ids=torch.tensor([example.input_ids])).logits[0]
             span = packed[start : start + len(example.input_ids)]
             torch.testing.assert_close(span, alone, atol=1e-5, rtol=1e-5)
