@@ -78,7 +78,8 @@ class TrainingConfig(Frozen):
     weight_decay: float = Field(0.0, ge=0)
     adam_betas: tuple[float, float] = (0.9, 0.95)
     max_grad_norm: float = Field(1.0, gt=0)
-    # auto: bf16 autocast on GPUs that support it, float32 on CPU.
+    # auto: bf16 autocast on GPUs that support it, float32 on CPU. bf16 also autocasts on CPU
+    # (fast on CPUs with bf16 units); the loss is always computed in float32.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     gradient_checkpointing: bool = False
     strategy: Literal["ddp", "fsdp"] = "ddp"
@@ -121,8 +122,6 @@ class SFTRecipe(Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> SFTRecipe:
-        if self.training.precision == "bf16" and not self.scaling.use_gpu:
-            raise ValueError("training.precision bf16 needs scaling.use_gpu: true (fp32 on CPU)")
         if self.training.strategy == "fsdp" and self.scaling.num_workers < 2:
             raise ValueError("training.strategy fsdp shards over workers: scaling.num_workers >= 2")
         return self

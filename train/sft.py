@@ -14,7 +14,7 @@
    the same global batch trains the same way on 1 or 64 workers;
 3. steps: the loss of every micro-batch is its sum over supervised tokens divided by all the
    supervised tokens of the global step (``train.loss``), so accumulation and DDP averaging
-   give the true token mean; bf16 autocast on GPU; AdamW with linear warmup then cosine
+   give the true token mean; bf16 autocast (by default on GPU); AdamW with linear warmup then cosine
    decay; gradient clipping; a non-finite gradient norm stops the run with the step named;
 4. every ``eval.every_steps`` and at the end: validation loss and perplexity, a few greedy
    generations, and a checkpoint in Hugging Face format (model or LoRA adapter, tokenizer,
@@ -97,8 +97,8 @@ def train_loop(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     training = recipe.training
     autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda" and wants_bf16(training.precision)
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if wants_bf16(training.precision, device)
         else nullcontext()
     )
 
@@ -240,12 +240,13 @@ def train_loop(config: dict[str, Any]) -> None:
     log.close()
 
 
-def wants_bf16(precision: str) -> bool:
+def wants_bf16(precision: str, device: Any) -> bool:
+    """bf16 autocast when asked for (GPU or CPU), or by default on GPUs that support it."""
     import torch
 
-    if precision == "fp32":
-        return False
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if precision != "auto":
+        return precision == "bf16"
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def load_model(recipe: SFTRecipe, plan: TrainPlan, checkpoint_dir: str | None, device: Any) -> Any:
@@ -298,7 +299,7 @@ def wrap_model(model: Any, recipe: SFTRecipe, device: Any) -> tuple[Any, Any]:
 
         policy = (
             MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-            if device.type == "cuda" and wants_bf16(recipe.training.precision)
+            if device.type == "cuda" and wants_bf16(recipe.training.precision, device)
             else MixedPrecisionPolicy()
         )
         for module in decoder_layers(model):

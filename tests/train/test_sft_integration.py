@@ -162,6 +162,19 @@ def test_fsdp_trains_as_ddp_does(ray_session, corpus, tiny_llama, uninterrupted,
     AutoModelForCausalLM.from_pretrained(summary["last"]["path"])
 
 
+def test_bf16_autocast_trains(ray_session, corpus, tiny_llama, tmp_path):
+    recipe = recipe_file(
+        tmp_path,
+        corpus,
+        tiny_llama,
+        training={"precision": "bf16", "max_steps": 4},
+        scaling={"num_workers": 1},
+    )
+    summary = run_sft(recipe)
+    validation = [m["validation/loss"] for m in metrics(summary) if "validation/loss" in m]
+    assert math.isfinite(validation[-1]) and validation[-1] < validation[0]
+
+
 def test_a_nan_loss_stops_with_the_step_named(ray_session, corpus, tiny_llama, tmp_path):
     recipe = recipe_file(tmp_path, corpus, tiny_llama, scaling={"num_workers": 1})
     with pytest.raises(TrainError, match=r"step 3: the gradient norm is nan"):

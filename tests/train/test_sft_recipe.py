@@ -64,9 +64,7 @@ def test_unknown_keys_and_bad_values_are_named(tmp_path, corpus, tiny_llama):
     assert "instruction_output" in dict(found)["prompt"]
 
 
-def test_bf16_on_cpu_and_fsdp_on_one_worker_are_refused(tmp_path, corpus, tiny_llama):
-    path = write(tmp_path, corpus, tiny_llama, training__precision="bf16")
-    assert "use_gpu" in problems(path)[0][1]
+def test_fsdp_on_one_worker_is_refused(tmp_path, corpus, tiny_llama):
     path = write(tmp_path, corpus, tiny_llama, training__strategy="fsdp")
     assert "num_workers >= 2" in problems(path)[0][1]
 
