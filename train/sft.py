@@ -163,6 +163,8 @@ def train_loop(config: dict[str, Any]) -> None:
                 )
                 if plan.fault.get("nan_at_step") == step:
                     loss = loss * float("nan")
+            # Outside autocast, as torch advises; DDP decided at the forward, inside no_sync,
+            # whether this backward all-reduces.
             loss.backward()
             loss_sum += loss.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), training.max_grad_norm)
