@@ -71,25 +71,16 @@ def generate_replies(
     padding so every prompt ends where generation starts."""
     import torch
 
-    from train.sft_data import prompt_ids
+    from train.sft_data import generation_input_ids
 
     if not conversations:
         return []
-    max_length = meta["max_length"]
-    if meta["kind"] == "seq2seq":
-        from train.sft_data import prompt_text
-
-        encoded = [
-            tokenizer(prompt_text(turns, tokenizer, meta["prompt_format"]))["input_ids"][
-                -max_length:
-            ]
-            for turns in conversations
-        ]
-    else:
-        encoded = [
-            prompt_ids(turns, tokenizer, meta["prompt_format"])[-max_length:]
-            for turns in conversations
-        ]
+    encoded = [
+        generation_input_ids(
+            turns, tokenizer, meta["prompt_format"], meta["kind"], meta["max_length"]
+        )
+        for turns in conversations
+    ]
     longest = max(len(ids) for ids in encoded)
     pad = tokenizer.pad_token_id
     input_ids = torch.full((len(encoded), longest), pad, dtype=torch.long)
@@ -121,18 +112,16 @@ def generate_one(checkpoint: str, prompt: str, system: str = "", max_new_tokens:
 
 def conversations_of(batch: dict[str, Any]) -> list[list[dict[str, str]]]:
     """Prompts of a batch: the ``prompt`` column, or canonical records up to the first reply."""
-    from train.sft_data import turns_of
+    from train.sft_data import opening_turns
 
     if "prompt" in batch:
         return [[{"role": "user", "content": str(text)}] for text in batch["prompt"]]
-    conversations = []
-    for system, messages, context in zip(
-        batch["system"], batch["messages"], batch["context"], strict=True
-    ):
-        turns = turns_of({"system": system, "messages": messages, "context": context})
-        first_reply = next((i for i, t in enumerate(turns) if t["role"] == "assistant"), len(turns))
-        conversations.append(turns[:first_reply])
-    return conversations
+    return [
+        opening_turns({"system": system, "messages": messages, "context": context})
+        for system, messages, context in zip(
+            batch["system"], batch["messages"], batch["context"], strict=True
+        )
+    ]
 
 
 class Replier:

@@ -221,9 +221,10 @@ def _check_output(path: str, overwrite: bool) -> list[Problem]:
     return []
 
 
-def clear_previous_run(path: str) -> None:
+def clear_previous_run(path: str, artefacts: tuple[str, ...] = RUN_ARTEFACTS) -> None:
+    """Delete what an earlier run left in ``path`` (only ``artefacts``: nothing else)."""
     filesystem, root = open_filesystem(path)
-    for name in RUN_ARTEFACTS:
+    for name in artefacts:
         target = posixpath.join(root, name)
         info = filesystem.get_file_info(target)
         if info.type == pafs.FileType.Directory:

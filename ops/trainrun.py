@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow.fs as pafs
 import ray
 
-from ops.recipe import apply_overrides, load_yaml
+from ops.recipe import apply_overrides, clear_previous_run, load_yaml
 from pipeline.config import Problem, RecipeError
 from pipeline.read import open_filesystem
 from train.config import SFTRecipe, parse_sft_recipe
@@ -294,17 +294,6 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def clear_previous_run(path: str) -> None:
-    filesystem, root = open_filesystem(path)
-    for name in TRAIN_ARTEFACTS:
-        target = posixpath.join(root, name)
-        info = filesystem.get_file_info(target)
-        if info.type == pafs.FileType.Directory:
-            filesystem.delete_dir(target)
-        elif info.type == pafs.FileType.File:
-            filesystem.delete_file(target)
-
-
 def tokenized(prepared: Prepared) -> tuple[Any, Any, dict[str, Any]]:
     """(train rows, validation rows or None, data stats): both splits tokenised (and packed)
     by Ray Data actors in one pass, materialised once so every worker and every epoch reads
@@ -412,19 +401,13 @@ def sample_prompts(directory: str | None, count: int) -> list[list[dict[str, str
         return []
     import pyarrow.dataset as ds
 
-    from train.sft_data import turns_of
+    from train.sft_data import opening_turns
 
     filesystem, local = open_filesystem(directory)
     head = ds.dataset(local, filesystem=filesystem, format="parquet").head(
         count, columns=["system", "messages", "context"]
     )
-    prompts = []
-    for record in head.to_pylist():
-        turns = turns_of(record)
-        first_reply = next((i for i, t in enumerate(turns) if t["role"] == "assistant"), len(turns))
-        if first_reply:
-            prompts.append(turns[:first_reply])
-    return prompts
+    return [turns for turns in map(opening_turns, head.to_pylist()) if turns]
 
 
 def run_sft(
@@ -442,7 +425,7 @@ def run_sft(
     recipe = load_sft_recipe(recipe_path, overrides)
     prepared = prepare(recipe, recipe_path, resume=resume, overwrite=overwrite)
     if overwrite and not resume:
-        clear_previous_run(recipe.output.path)
+        clear_previous_run(recipe.output.path, TRAIN_ARTEFACTS)
     write_text(recipe.output.path, "recipe.yaml", recipe_yaml(recipe))
     connect(address, progress_bars=False)
     check_cluster(recipe)

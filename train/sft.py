@@ -81,7 +81,6 @@ COMMITTED = "_COMMITTED"
 @dataclass
 class Progress:
     step: int = 0
-    best_score: float = math.inf
     tokens_seen: int = 0
 
 
@@ -223,7 +222,6 @@ def train_loop(config: dict[str, Any]) -> None:
             samples = sample_generations(unwrapped, tokenizer, recipe, plan, device, rank)
             log.samples(progress.step, samples)
             score = metrics.get("val_loss", train_loss)
-            progress.best_score = min(progress.best_score, score)
             metrics["score"] = score
             metrics["tokens_seen"] = progress.tokens_seen
             save_and_report(
@@ -502,7 +500,7 @@ def sample_generations(unwrapped, tokenizer, recipe, plan, device, rank) -> list
     forward passes are collective)."""
     import torch
 
-    from train.sft_data import prompt_ids, prompt_text
+    from train.sft_data import generation_input_ids
 
     if rank != 0 and recipe.training.strategy != "fsdp":
         return []
@@ -510,11 +508,9 @@ def sample_generations(unwrapped, tokenizer, recipe, plan, device, rank) -> list
     model = unwrapped
     model.eval()
     for turns in plan.sample_prompts:
-        if plan.kind == "seq2seq":
-            ids = tokenizer(prompt_text(turns, tokenizer, recipe.prompt.format))["input_ids"]
-        else:
-            ids = prompt_ids(turns, tokenizer, recipe.prompt.format)
-        ids = ids[-recipe.prompt.max_length :]
+        ids = generation_input_ids(
+            turns, tokenizer, recipe.prompt.format, plan.kind, recipe.prompt.max_length
+        )
         with torch.no_grad():
             output = model.generate(
                 input_ids=torch.tensor([ids], device=device),

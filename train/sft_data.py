@@ -263,6 +263,25 @@ def seq2seq_examples(
     return examples
 
 
+def opening_turns(record: dict[str, Any]) -> list[dict[str, str]]:
+    """The record's conversation up to its first reply: what a model is asked to answer."""
+    turns = turns_of(record)
+    first_reply = next((i for i, t in enumerate(turns) if t["role"] == "assistant"), len(turns))
+    return turns[:first_reply]
+
+
+def generation_input_ids(
+    turns: Sequence[dict[str, str]], tokenizer: Any, prompt_format: str, kind: str, max_length: int
+) -> list[int]:
+    """The ids a model generates its next reply from, as training built them, keeping the
+    last ``max_length``: the seq2seq source, or the causal prompt."""
+    if kind == "seq2seq":
+        ids = tokenizer(prompt_text(turns, tokenizer, prompt_format))["input_ids"]
+    else:
+        ids = prompt_ids(turns, tokenizer, prompt_format)
+    return list(ids)[-max_length:]
+
+
 def prompt_ids(turns: Sequence[dict[str, str]], tokenizer: Any, prompt_format: str) -> list[int]:
     """Token ids a causal model is given to write the next assistant turn, built piece by
     piece exactly as ``tokenize_record`` builds them in training."""
@@ -305,6 +324,8 @@ __all__ = [
     "Example",
     "PackedRow",
     "check_supervised",
+    "generation_input_ids",
+    "opening_turns",
     "pack",
     "prompt_ids",
     "prompt_text",
