@@ -178,6 +178,19 @@ def test_distributed_clustering_and_other_batching_give_identical_bytes(
     assert checksums(other) == checksums(output)
 
 
+def test_exact_checks_on_ray_drop_the_same_records(single_node, corpus, tmp_path):
+    # The key texts ride along with the signatures to the per-component step, where each
+    # candidate pair's shingle Jaccard is computed; the planted pairs all pass it.
+    output, _ = single_node
+    exact = tmp_path / "exact"
+    run_data(str(recipe(corpus, exact, verify="exact")), progress_bars=False)
+
+    def dropped(path: Path) -> list[tuple[str, int, str]]:
+        return [(r["source_file"], r["source_line"], r["drop_reason"]) for r in rejects(path)]
+
+    assert dropped(exact) == dropped(output)
+
+
 MULTI_NODE = textwrap.dedent(
     """
     import json, sys

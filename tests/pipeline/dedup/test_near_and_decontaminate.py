@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from pipeline.config import RecipeError, parse_recipe
@@ -92,9 +93,83 @@ def test_near_dedup_config_errors_name_the_key(options, message_part):
 
 
 def test_lsh_shape_comes_from_the_threshold_unless_set():
-    assert NearDedupConfig(threshold=0.8).lsh_shape() == (9, 13)
-    assert NearDedupConfig(threshold=0.7).lsh_shape() == (14, 9)
+    # Plain LSH balances the two errors, as datasketch does.
+    assert NearDedupConfig(threshold=0.8, verify="none").lsh_shape() == (9, 13)
+    assert NearDedupConfig(threshold=0.7, verify="none").lsh_shape() == (14, 9)
+    # Checked pairs: the candidates are chosen for recall (false negatives weighted 0.9).
+    assert NearDedupConfig(threshold=0.8).lsh_shape() == (14, 9)
+    assert NearDedupConfig(threshold=0.7).lsh_shape() == (20, 6)
+    assert NearDedupConfig(threshold=0.7, false_negative_weight=0.5).weights() == (0.1, 0.5)
     assert NearDedupConfig(bands=16, rows=8).lsh_shape() == (16, 8)
+
+
+def test_verify_accepts_the_old_booleans_and_names_its_modes():
+    assert NearDedupConfig(verify=True).verify == "exact"
+    assert NearDedupConfig(verify=False).verify == "none"
+    recipe = {"inputs": [{"path": "x.jsonl"}], "stages": [{"near_dedup": {"verify": "maybe"}}]}
+    with pytest.raises(RecipeError, match="'none', 'signature' or 'exact'"):
+        parse_recipe(recipe, source="r.yaml")
+
+
+def component_block(signatures: np.ndarray, texts: list[str] | None = None) -> pa.Table:
+    """One candidate component (root 1) of rows with uids 1..n and ids "r1".."rn"."""
+    count = len(signatures)
+    columns = {
+        "_uid": pa.array(range(1, count + 1), pa.int64()),
+        "root": pa.array([1] * count, pa.int64()),
+        "id": [f"r{uid}" for uid in range(1, count + 1)],
+        "_rank": pa.array([0.0] * count),
+        "_signature": signature_array(signatures),
+    }
+    if texts is not None:
+        columns["_text"] = texts
+    return pa.table(columns)
+
+
+def test_signature_checks_split_a_component_chained_by_a_false_candidate():
+    # Eight slots, bands of two: rows 1-2 agree on 7 slots, rows 3-4 on 7, and row 2 shares
+    # only its first band with row 3, so plain LSH chains all four into one component.
+    signatures = np.array(
+        [
+            [1, 1, 2, 2, 3, 3, 4, 4],
+            [1, 1, 2, 2, 3, 3, 4, 9],
+            [1, 1, 7, 7, 8, 8, 6, 6],
+            [1, 1, 7, 7, 8, 8, 6, 5],
+        ],
+        dtype=np.uint64,
+    )
+    block = component_block(signatures)
+    plain = keepers_with_similarity(block, verify="none")
+    assert sorted(plain["duplicate_of"].drop_null().to_pylist()) == ["r1", "r1", "r1"]
+    checked = keepers_with_similarity(
+        block, bands=4, rows=2, threshold=0.8, verify="signature"
+    ).sort_by("_uid")
+    assert checked.to_pylist() == [
+        {"_uid": 1, "duplicate_of": None, "similarity": None, "_cluster": "r1"},
+        {"_uid": 2, "duplicate_of": "r1", "similarity": 0.875, "_cluster": "r1"},
+        {"_uid": 3, "duplicate_of": None, "similarity": None, "_cluster": "r3"},
+        {"_uid": 4, "duplicate_of": "r3", "similarity": 0.875, "_cluster": "r3"},
+    ]
+    # Above every pair's similarity nothing is a duplicate.
+    none_left = keepers_with_similarity(block, bands=4, rows=2, threshold=0.9, verify="signature")
+    assert none_left.num_rows == 0
+
+
+def test_exact_checks_use_the_shingles_not_the_signatures():
+    # Identical signatures (every pair a candidate), but only rows 1 and 2 share their text.
+    signatures = np.ones((3, 8), dtype=np.uint64)
+    other = "a completely different sentence about harbour cranes and the tide tables"
+    block = component_block(signatures, texts=[PASSAGE, PASSAGE + " again", other])
+    result = keepers_with_similarity(
+        block,
+        bands=4,
+        rows=2,
+        threshold=0.8,
+        verify="exact",
+        shingler=NearDedupConfig().shingler(),
+    )
+    losers = result.filter(pc.is_valid(result["duplicate_of"]))
+    assert losers["_uid"].to_pylist() == [2] and losers["duplicate_of"].to_pylist() == ["r1"]
 
 
 @pytest.fixture
