@@ -32,7 +32,7 @@ import re
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -389,6 +389,9 @@ class PeakMemory:
     samples: int = 0
     # What the worker with the largest private memory was running then (its process title).
     worker_private_task: str = ""
+    # Peak private memory per kind of task (process title, partition counts left out; an
+    # idle worker counts under the last task it ran), to see which step grows with size.
+    worker_private_by_task: dict[str, int] = field(default_factory=dict)
 
 
 class MemorySampler:
@@ -403,6 +406,7 @@ class MemorySampler:
         self.interval = interval
         self.peak = PeakMemory()
         self.seen: set[int] = set()
+        self.last_task: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="memory-sampler", daemon=True)
 
@@ -434,15 +438,29 @@ class MemorySampler:
             self.seen.add(process.pid)
             total += memory.rss
             peak.worker_rss = max(peak.worker_rss, memory.rss)
-            if memory.rss - memory.shared > peak.worker_private:
-                peak.worker_private = memory.rss - memory.shared
-                peak.worker_private_task = _title(process)
+            private, title = memory.rss - memory.shared, _title(process)
+            if private > peak.worker_private:
+                peak.worker_private = private
+                peak.worker_private_task = title
+            task = self._task_kind(process.pid, title)
+            by_task = peak.worker_private_by_task
+            by_task[task] = max(by_task.get(task, 0), private)
         peak.worker_total_rss = max(peak.worker_total_rss, total)
         driver = self.driver.memory_info()
         peak.driver_rss = max(peak.driver_rss, driver.rss)
         peak.driver_private = max(peak.driver_private, driver.rss - driver.shared)
         peak.raylet_rss = max(peak.raylet_rss, self.raylet.memory_info().rss)
         peak.samples += 1
+
+    def _task_kind(self, pid: int, title: str) -> str:
+        kind = _PARTITIONS.sub("partitions=N", title).strip() or "?"
+        if kind.startswith("ray::IDLE"):
+            return f"idle after {self.last_task.get(pid, 'nothing')}"
+        self.last_task[pid] = kind
+        return kind
+
+
+_PARTITIONS = re.compile(r"partitions=\d+")
 
 
 def _title(process: psutil.Process) -> str:
@@ -564,6 +582,7 @@ def bench_dedup_memory(
         runs.append(row)
         print_memory_row(row)
     report: dict[str, Any] = {"workers": workers, "seed": seed, "runs": runs}
+    print_memory_by_task(runs)
     smallest, largest = runs[0], runs[-1]
     if smallest["worker_rss"]:
         report["worker_rss_ratio_largest_over_smallest"] = round(
@@ -573,6 +592,18 @@ def bench_dedup_memory(
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps(report, indent=2))
     return report
+
+
+def print_memory_by_task(runs: list[dict[str, Any]]) -> None:
+    """Peak private MiB per kind of task, one column per size, largest first."""
+    kinds = sorted(
+        {kind for run in runs for kind in run["worker_private_by_task"]},
+        key=lambda kind: -max(run["worker_private_by_task"].get(kind, 0) for run in runs),
+    )
+    print("peak private MiB by task: " + " / ".join(f"{run['records']:,}" for run in runs))
+    for kind in kinds:
+        sizes = [run["worker_private_by_task"].get(kind, 0) / (1 << 20) for run in runs]
+        print(f"  {' / '.join(f'{size:5.0f}' for size in sizes)}  {kind[:110]}")
 
 
 def print_memory_row(row: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ from pipeline.writer import (
     SHARD_KEY,
     WRITE_RESULT_SCHEMA,
     assign_shards,
+    routed_shard_keys,
     shard_counts,
     write_missing_shards,
     write_shard,
@@ -336,10 +337,13 @@ def write_all(
             recipe.output.compression,
             recipe.output.row_group_rows,
         )
+    # One partition per shard, each shard's key routed to its own (see pipeline.writer).
+    routed = routed_shard_keys(shards_per_fate)
     keyed = processed.map_batches(
-        partial(assign_shards, shards_per_fate=shards_per_fate), batch_format="pyarrow"
+        partial(assign_shards, shards_per_fate=shards_per_fate, routed=routed),
+        batch_format="pyarrow",
     )
-    written = keyed.groupby(SHARD_KEY, num_partitions=max(1, min(total_shards, 64))).map_groups(
+    written = keyed.groupby(SHARD_KEY, num_partitions=max(1, total_shards)).map_groups(
         partial(
             write_shard,
             output_path=output_path,

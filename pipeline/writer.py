@@ -6,7 +6,12 @@ count per part is ``ceil(content bytes / shard_target_bytes)``. A part is a fate
 written to ``data/<split>/``. A Ray Data groupby brings
 each shard's rows to one worker, which sorts them by that key and writes one file. Nothing
 depends on read order or batching, so the same input and recipe give the same bytes.
-Memory per writer is one shard, whatever the corpus size.
+
+Memory per writer is one shard, whatever the corpus size. The groupby hash-partitions its key
+into one partition per shard, and a reduce task holds its whole partition, so two shards whose
+keys hash alike would share a task: with 41 shards the fullest partition held 3-4 of them, and
+peak worker memory grew with the shard count. ``routed_shard_keys`` therefore gives each shard
+a key (``part/shard#salt``) that Ray's own partition function sends to a partition of its own.
 """
 
 from __future__ import annotations
@@ -78,8 +83,67 @@ def shard_name(part: str, shard: int, total: int) -> str:
     return f"{directory}/part-{shard:05d}-of-{total:05d}.parquet"
 
 
-def assign_shards(batch: pa.Table, shards_per_fate: dict[str, int]) -> pa.Table:
-    """Ray Data UDF: add the ``part/shard`` group key each row is written under."""
+def shard_groups(shards_per_fate: dict[str, int]) -> list[str]:
+    """Every ``part/shard`` group, in a fixed order."""
+    return [
+        f"{part}/{shard:05d}"
+        for part in sorted(shards_per_fate)
+        for shard in range(shards_per_fate[part])
+    ]
+
+
+def routed_shard_keys(shards_per_fate: dict[str, int]) -> dict[str, str]:
+    """``part/shard`` -> a key ``part/shard#salt`` that Ray Data's hash partitioning (the
+    function its shuffle map tasks call) sends to a partition no other shard's key goes to,
+    with one partition per shard. The smallest salt that lands on a free partition wins, so
+    the keys are deterministic. Without Ray's function (another Ray version) the groups are
+    their own keys and partitions are only balanced on average."""
+    groups = shard_groups(shards_per_fate)
+    partition_of = _ray_partition_function()
+    if partition_of is None or len(groups) < 2:
+        return {group: group for group in groups}
+    free = set(range(len(groups)))
+    keys: dict[str, str] = {}
+    for group in groups:
+        salt = 0
+        while group not in keys:
+            candidates = [f"{group}#{salt + offset}" for offset in range(64)]
+            for candidate, partition in zip(
+                candidates, partition_of(candidates, len(groups)), strict=True
+            ):
+                if int(partition) in free:
+                    free.discard(int(partition))
+                    keys[group] = candidate
+                    break
+            salt += 64
+    return keys
+
+
+def _ray_partition_function() -> Any:
+    """``(keys, partitions) -> partition of each key`` as Ray Data's hash shuffle computes
+    it, or None when this Ray has no such internal function."""
+    try:
+        from ray.data._internal.arrow_ops.transform_pyarrow import _hash_partition_vectorized
+    except ImportError:
+        return None
+
+    def partition_of(keys: list[str], partitions: int) -> Any:
+        table = pa.table({SHARD_KEY: pa.array(keys, pa.string())})
+        return _hash_partition_vectorized(table, partitions)
+
+    return partition_of
+
+
+def shard_group(key: str) -> str:
+    """The ``part/shard`` a routed key stands for."""
+    return key.split("#", 1)[0]
+
+
+def assign_shards(
+    batch: pa.Table, shards_per_fate: dict[str, int], routed: dict[str, str] | None = None
+) -> pa.Table:
+    """Ray Data UDF: add the group key each row is written under (``part/shard``, or its
+    routed key from ``routed_shard_keys`` when given)."""
     fates = fate_of(batch.column("drop_reason")).to_pylist()
     splits = batch.column("split").to_pylist()
     keys = row_sort_key(
@@ -94,6 +158,8 @@ def assign_shards(batch: pa.Table, shards_per_fate: dict[str, int]) -> pa.Table:
     groups = [
         f"{part}/{key % shards_per_fate[part]:05d}" for part, key in zip(parts, keys, strict=True)
     ]
+    if routed is not None:
+        groups = [routed[group] for group in groups]
     return batch.append_column(SHARD_KEY, pa.array(groups, pa.string()))
 
 
@@ -106,7 +172,7 @@ def write_shard(
     row_group_rows: int,
 ) -> pa.Table:
     """Ray Data map_groups UDF: sort one shard's rows and write them as one Parquet file."""
-    part, shard_text = group.column(SHARD_KEY)[0].as_py().rsplit("/", 1)
+    part, shard_text = shard_group(group.column(SHARD_KEY)[0].as_py()).rsplit("/", 1)
     fate, shard = part_fate(part), int(shard_text)
     keys = row_sort_key(
         group.column("id").to_pylist(),

@@ -13,7 +13,14 @@ from pipeline.accounting import (
     summarize_batch,
 )
 from pipeline.schema import make_record, message, quarantine_row, rows_to_table
-from pipeline.writer import SHARD_KEY, assign_shards, shard_counts, write_shard
+from pipeline.writer import (
+    SHARD_KEY,
+    _ray_partition_function,
+    assign_shards,
+    routed_shard_keys,
+    shard_counts,
+    write_shard,
+)
 
 
 def corpus() -> pa.Table:
@@ -85,8 +92,10 @@ def test_shard_counts_follow_target_size_and_output_always_has_a_shard():
     assert shard_counts({}, {}, 100) == {"output": 1, "rejects": 0, "quarantine": 0}
 
 
-def write_all(table: pa.Table, root, shards: dict[str, int]) -> dict[str, str]:
-    keyed = assign_shards(table, shards)
+def write_all(
+    table: pa.Table, root, shards: dict[str, int], routed: dict[str, str] | None = None
+) -> dict[str, str]:
+    keyed = assign_shards(table, shards, routed)
     digests = {}
     for key in sorted(set(keyed.column(SHARD_KEY).to_pylist())):
         group = keyed.filter(pa.compute.equal(keyed.column(SHARD_KEY), key))
@@ -124,3 +133,36 @@ def test_shards_are_byte_identical_whatever_the_input_order(tmp_path):
     assert quarantine[0]["source_line"] == 999 and quarantine[0]["raw"] == '{"instr'
     data = pq.read_table(tmp_path / "a" / "data")
     assert "drop_reason" not in data.column_names and data.num_rows == 48
+
+
+def test_routed_keys_give_every_shard_a_partition_of_its_own(tmp_path):
+    shards = {"output": 30, "output/validation": 4, "rejects": 6, "quarantine": 1}
+    routed = routed_shard_keys(shards)
+    assert routed == routed_shard_keys(shards)  # deterministic
+    assert len(routed) == 41 and all(key.startswith(f"{group}#") for group, key in routed.items())
+    partitions = _ray_partition_function()(list(routed.values()), len(routed))
+    assert sorted(int(p) for p in partitions) == list(range(41))
+    # The salt only routes: the files are the ones plain keys give, byte for byte.
+    table = corpus()
+    small = {"output": 3, "rejects": 1, "quarantine": 1}
+    plain = write_all(table, tmp_path / "plain", small)
+    assert write_all(table, tmp_path / "routed", small, routed_shard_keys(small)) == plain
+
+
+def test_ray_groupby_gives_each_routed_shard_its_own_reduce_task(ray_session):
+    # With the plain part/shard keys, 15 groups met in 11 tasks here.
+    import ray
+
+    routed = routed_shard_keys({"output": 12, "rejects": 3})
+    rows = pa.table({SHARD_KEY: [key for key in routed.values() for _ in range(20)]})
+
+    def task_of(group: pa.Table) -> pa.Table:
+        task = ray.get_runtime_context().get_task_id()
+        return pa.table({"task": [task], "groups": [len(set(group[SHARD_KEY].to_pylist()))]})
+
+    dataset = ray.data.from_arrow(rows).repartition(4)
+    done = dataset.groupby(SHARD_KEY, num_partitions=len(routed)).map_groups(
+        task_of, batch_format="pyarrow"
+    )
+    tasks = [row["task"] for row in done.iter_rows()]
+    assert len(tasks) == len(routed) == len(set(tasks))
