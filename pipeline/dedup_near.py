@@ -164,7 +164,8 @@ class Signatures:
         # A text without shingles ("?!", empty) has the all-max signature: it would match
         # every other such text, so it is left out of near dedup altogether.
         usable = np.asarray(has_shingles(signatures), dtype=bool)
-        batch, signatures = batch.filter(pa.array(usable)), signatures[usable]
+        mask = pa.array(usable)
+        batch, signatures = batch.filter(mask), signatures[usable]
         columns = {
             UID_COLUMN: pa.array(row_uids(batch, self.file_index), pa.int64()),
             "id": batch.column("id"),
@@ -172,7 +173,7 @@ class Signatures:
             SIGNATURE_COLUMN: signature_array(signatures),
         }
         if self.config.verify == "exact":
-            columns[TEXT_COLUMN] = pa.array(texts, pa.string()).filter(pa.array(usable))
+            columns[TEXT_COLUMN] = pa.array(texts, pa.string()).filter(mask)
         return pa.table(columns)
 
 
@@ -225,24 +226,10 @@ def bucket_edges(block: pa.Table) -> pa.Table:
 PAIR_CHUNK = 16_384  # candidate pairs compared at once (2 x 16k x 1 KiB of signatures)
 
 
-def candidate_pairs(roots: np.ndarray, hashes: np.ndarray, uids: np.ndarray) -> np.ndarray:
-    """(p, 2) row indices: the LSH candidate pairs among rows, found again from their band
-    hashes (``(n, bands)``) and only within one component (same root). Each bucket of k > 1
-    rows gives k-1 pairs from its smallest uid, as ``bucket_edges`` does; unique, sorted."""
-    count, bands = hashes.shape
-    if count < 2:
-        return np.empty((0, 2), dtype=np.int64)
-    row = np.repeat(np.arange(count), bands)
-    root, band, uid = roots[row], hashes.reshape(-1), uids[row]
-    order = np.lexsort((uid, band, root))
-    row, root, band = row[order], root[order], band[order]
-    new_bucket = np.r_[True, (band[1:] != band[:-1]) | (root[1:] != root[:-1])]
-    starts = np.flatnonzero(new_bucket)
-    centre = row[np.repeat(starts, np.diff(np.r_[starts, len(row)]))]
-    linked = centre != row
-    if not linked.any():
-        return np.empty((0, 2), dtype=np.int64)
-    return np.unique(np.stack([centre[linked], row[linked]], axis=1), axis=0)
+def rows_of(uids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The row index of each of ``wanted`` in ``uids`` (all present, uids unique)."""
+    order = np.argsort(uids)
+    return order[np.searchsorted(uids[order], wanted)]
 
 
 def signature_similarity(matrix: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -268,75 +255,53 @@ def shingle_similarity(texts: pa.ChunkedArray, pairs: np.ndarray, shingler: Shin
     return np.array([exact_jaccard(of(a), of(b)) for a, b in pairs.tolist()], dtype=np.float64)
 
 
-def checked_groups(
-    block: pa.Table,
-    *,
-    bands: int,
-    rows: int,
-    threshold: float,
-    verify: VerifyMode,
-    shingler: Shingler,
-) -> np.ndarray:
+def checked_groups(block: pa.Table, config: NearDedupConfig | None) -> np.ndarray:
     """The duplicate cluster of each row of a block of whole candidate components: the
     smallest uid connected to it by checked pairs (its own uid when none passes).
 
-    With ``verify`` "none" every candidate component is one cluster. Otherwise the component's
-    candidate pairs are found again from the band hashes of its signatures and kept only when
-    their similarity reaches ``threshold``, so one false candidate no longer chains two
-    clusters together, and a component can split into several clusters or none."""
+    Without ``config`` or with ``verify: none`` every candidate component is one cluster.
+    Otherwise the component's candidate pairs are found again from the band hashes of its
+    signatures (``band_rows`` and ``bucket_edges``, as in the global step: a bucket never spans
+    two components, since its rows are linked) and kept only when their similarity reaches the
+    threshold, so one false candidate no longer chains two clusters together, and a component
+    can split into several clusters or none."""
     uids = block.column(UID_COLUMN).to_numpy()
-    roots = block.column("root").to_numpy()
-    if verify == "none":
-        return roots
-    matrix = signature_matrix(block.column(SIGNATURE_COLUMN))
-    pairs = candidate_pairs(roots, band_hashes(matrix, bands, rows), uids)
-    if verify == "signature":
+    if config is None or config.verify == "none":
+        return block.column("root").to_numpy()
+    bands, rows = config.lsh_shape()
+    edges = bucket_edges(band_rows(block, bands, rows).sort_by(BAND_COLUMN))
+    pairs = np.stack([rows_of(uids, edges.column(end).to_numpy()) for end in ("u", "v")], axis=1)
+    if config.verify == "signature":
+        matrix = signature_matrix(block.column(SIGNATURE_COLUMN))
         similarity = signature_similarity(matrix, pairs)
     else:
-        similarity = shingle_similarity(block.column(TEXT_COLUMN), pairs, shingler)
-    kept = pairs[similarity >= threshold]
+        similarity = shingle_similarity(block.column(TEXT_COLUMN), pairs, config.shingler())
+    kept = pairs[similarity >= config.threshold]
     groups = uids.copy()
     if len(kept):
         labels, _ = components_of_table(edges_table(uids[kept[:, 0]], uids[kept[:, 1]]))
-        nodes = labels.column("node").to_numpy()
-        position = np.searchsorted(nodes, uids)
-        found = (position < len(nodes)) & (nodes[np.minimum(position, len(nodes) - 1)] == uids)
-        groups[found] = labels.column("root").to_numpy()[position[found]]
+        linked = rows_of(uids, labels.column("node").to_numpy())
+        groups[linked] = labels.column("root").to_numpy()
     return groups
 
 
-def keepers_with_similarity(
-    block: pa.Table,
-    *,
-    bands: int = 1,
-    rows: int = 1,
-    threshold: float = 0.0,
-    verify: VerifyMode = "none",
-    shingler: Shingler | None = None,
-) -> pa.Table:
+def keepers_with_similarity(block: pa.Table, config: NearDedupConfig | None = None) -> pa.Table:
     """Per duplicate cluster of a block of whole candidate components (from the shuffle on
-    ``root``; clusters from ``checked_groups``): the keeper by rank, each loser's estimated
-    Jaccard to it from the two signatures, and the cluster (the keeper's id) for every
-    member, keeper included. Rows left alone by the checks are in no cluster."""
+    ``root``; clusters from ``checked_groups``, whose pairs ``config`` checks): the keeper by
+    rank, each loser's estimated Jaccard to it from the two signatures, and the cluster (the
+    keeper's id) for every member, keeper included. Rows left alone by the checks are in no
+    cluster."""
     if block.num_rows == 0:
         return MEMBER_SCHEMA.empty_table()
-    groups = checked_groups(
-        block,
-        bands=bands,
-        rows=rows,
-        threshold=threshold,
-        verify=verify,
-        shingler=shingler or Shingler(),
-    )
+    groups = checked_groups(block, config)
     losers = pick_keepers(GROUP_COLUMN, block.append_column(GROUP_COLUMN, pa.array(groups)))
     if losers.num_rows == 0:
         return MEMBER_SCHEMA.empty_table()
     uids = block.column(UID_COLUMN).to_numpy()
-    order = np.argsort(uids)
     matrix = signature_matrix(block.column(SIGNATURE_COLUMN))
-    own = matrix[order[np.searchsorted(uids[order], losers.column(UID_COLUMN).to_numpy())]]
+    own = matrix[rows_of(uids, losers.column(UID_COLUMN).to_numpy())]
     keeper_uids = losers.column("_keeper_uid").to_numpy()
-    keeper = matrix[order[np.searchsorted(uids[order], keeper_uids)]]
+    keeper = matrix[rows_of(uids, keeper_uids)]
     keeper_uid_set, first = np.unique(keeper_uids, return_index=True)
     loser_rows = pa.table(
         {
@@ -409,14 +374,7 @@ class NearDedup(GlobalStage):
         members = labels.rename_columns({"node": UID_COLUMN}).join(
             signatures, join_type="inner", num_partitions=partitions, on=(UID_COLUMN,)
         )
-        per_component = partial(
-            keepers_with_similarity,
-            bands=bands,
-            rows=rows,
-            threshold=config.threshold,
-            verify=config.verify,
-            shingler=config.shingler(),
-        )
+        per_component = partial(keepers_with_similarity, config=config)
         losers = grouped_blocks(members, "root", per_component, partitions).materialize()
         return mark_drops(
             dataset,

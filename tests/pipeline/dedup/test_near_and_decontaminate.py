@@ -139,10 +139,10 @@ def test_signature_checks_split_a_component_chained_by_a_false_candidate():
         dtype=np.uint64,
     )
     block = component_block(signatures)
-    plain = keepers_with_similarity(block, verify="none")
+    plain = keepers_with_similarity(block, NearDedupConfig(verify="none"))
     assert sorted(plain["duplicate_of"].drop_null().to_pylist()) == ["r1", "r1", "r1"]
     checked = keepers_with_similarity(
-        block, bands=4, rows=2, threshold=0.8, verify="signature"
+        block, NearDedupConfig(bands=4, rows=2, threshold=0.8, verify="signature")
     ).sort_by("_uid")
     assert checked.to_pylist() == [
         {"_uid": 1, "duplicate_of": None, "similarity": None, "_cluster": "r1"},
@@ -151,7 +151,9 @@ def test_signature_checks_split_a_component_chained_by_a_false_candidate():
         {"_uid": 4, "duplicate_of": "r3", "similarity": 0.875, "_cluster": "r3"},
     ]
     # Above every pair's similarity nothing is a duplicate.
-    none_left = keepers_with_similarity(block, bands=4, rows=2, threshold=0.9, verify="signature")
+    none_left = keepers_with_similarity(
+        block, NearDedupConfig(bands=4, rows=2, threshold=0.9, verify="signature")
+    )
     assert none_left.num_rows == 0
 
 
@@ -161,12 +163,7 @@ def test_exact_checks_use_the_shingles_not_the_signatures():
     other = "a completely different sentence about harbour cranes and the tide tables"
     block = component_block(signatures, texts=[PASSAGE, PASSAGE + " again", other])
     result = keepers_with_similarity(
-        block,
-        bands=4,
-        rows=2,
-        threshold=0.8,
-        verify="exact",
-        shingler=NearDedupConfig().shingler(),
+        block, NearDedupConfig(bands=4, rows=2, threshold=0.8, verify="exact")
     )
     losers = result.filter(pc.is_valid(result["duplicate_of"]))
     assert losers["_uid"].to_pylist() == [2] and losers["duplicate_of"].to_pylist() == ["r1"]
