@@ -9,9 +9,10 @@ depends on read order or batching, so the same input and recipe give the same by
 
 Memory per writer is one shard, whatever the corpus size. The groupby hash-partitions its key
 into one partition per shard, and a reduce task holds its whole partition, so two shards whose
-keys hash alike would share a task: with 41 shards the fullest partition held 3-4 of them, and
-peak worker memory grew with the shard count. ``routed_shard_keys`` therefore gives each shard
-a key (``part/shard#salt``) that Ray's own partition function sends to a partition of its own.
+keys hash alike would share a task: hashing the plain keys of 41-shard runs puts up to 4 in
+one partition, and peak worker memory grew with the shard count. ``routed_shard_keys``
+therefore gives each shard a key (``part/shard#salt``) that Ray's own partition function sends
+to a partition of its own.
 """
 
 from __future__ import annotations
