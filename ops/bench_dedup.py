@@ -533,14 +533,20 @@ def memory_recipe(
     )
 
 
-def memory_run(corpus_dir: Path, output: Path, seed: int, workers: int) -> dict[str, Any]:
+def memory_run(
+    corpus_dir: Path,
+    output: Path,
+    seed: int,
+    workers: int,
+    partition_mb: int = MEMORY_PARTITION_MB,
+) -> dict[str, Any]:
     """One size: ``execute`` on a fresh Ray (unless one runs already) under the sampler."""
     import ray
 
     from ops.cluster import connect
     from pipeline.plan import execute
 
-    recipe = memory_recipe(corpus_dir, output, seed, workers)
+    recipe = memory_recipe(corpus_dir, output, seed, workers, partition_mb)
     started_ray = not ray.is_initialized()
     connect(None, progress_bars=False, num_cpus=workers)
     shutil.rmtree(output, ignore_errors=True)
@@ -565,12 +571,20 @@ def memory_run(corpus_dir: Path, output: Path, seed: int, workers: int) -> dict[
 
 
 def bench_dedup_memory(
-    sizes: list[int], workers: int, workdir: str, seed: int, json_out: str | None = None
+    sizes: list[int],
+    workers: int,
+    workdir: str,
+    seed: int,
+    json_out: str | None = None,
+    partition_mb: int = MEMORY_PARTITION_MB,
 ) -> dict[str, Any]:
     """Peak memory of exact + near dedup per corpus size, same workers for every size."""
     logging.getLogger("ray").setLevel(logging.WARNING)
-    if not sizes or min(sizes) < 1 or workers < 1:
-        raise ValueError(f"need sizes >= 1 and workers >= 1, got {sizes}, {workers}")
+    if not sizes or min(sizes) < 1 or workers < 1 or partition_mb < 1:
+        raise ValueError(
+            f"need sizes >= 1, workers >= 1 and partition_mb >= 1, "
+            f"got {sizes}, {workers}, {partition_mb}"
+        )
     root = Path(workdir).resolve()
     runs = []
     for size in sizes:
@@ -578,10 +592,17 @@ def bench_dedup_memory(
         generate_seconds, corpus_bytes = memory_corpus(corpus_dir, size, seed)
         row = {"records": size, "corpus_mb": round(corpus_bytes / 1e6, 1)}
         row["generate_seconds"] = round(generate_seconds, 2)
-        row.update(memory_run(corpus_dir, root / f"memory-output-{size}", seed, workers))
+        row.update(
+            memory_run(corpus_dir, root / f"memory-output-{size}", seed, workers, partition_mb)
+        )
         runs.append(row)
         print_memory_row(row)
-    report: dict[str, Any] = {"workers": workers, "seed": seed, "runs": runs}
+    report: dict[str, Any] = {
+        "workers": workers,
+        "seed": seed,
+        "partition_mb": partition_mb,
+        "runs": runs,
+    }
     print_memory_by_task(runs)
     smallest, largest = runs[0], runs[-1]
     if smallest["worker_rss"]:

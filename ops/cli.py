@@ -167,6 +167,7 @@ def _bench_dedup_memory(args: argparse.Namespace) -> int:
         workdir=args.workdir,
         seed=args.seed,
         json_out=args.json_out,
+        partition_mb=args.partition_mb,
     )
     return 0
 
@@ -379,6 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     memory_bench.add_argument("--workdir", default=".bench/dedup")
     memory_bench.add_argument("--seed", type=int, default=0)
     memory_bench.add_argument("--json-out", help="also write the results here as JSON")
+    memory_bench.add_argument(
+        "--partition-mb",
+        type=int,
+        default=16,
+        help="shuffle partitions and output shards of this size; small enough that every "
+        "worker runs several batches of the smallest corpus (default 16)",
+    )
     memory_bench.set_defaults(handler=_bench_dedup_memory)
 
     quality_bench = bench.add_parser(

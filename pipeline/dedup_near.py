@@ -37,9 +37,9 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline.components import (
     EDGE_SCHEMA,
-    components_of_table,
     connected_components,
     edges_table,
+    labels_in_process,
 )
 from pipeline.dedup_keys import (
     RANK_COLUMN,
@@ -279,7 +279,7 @@ def checked_groups(block: pa.Table, config: NearDedupConfig | None) -> np.ndarra
     kept = pairs[similarity >= config.threshold]
     groups = uids.copy()
     if len(kept):
-        labels, _ = components_of_table(edges_table(uids[kept[:, 0]], uids[kept[:, 1]]))
+        labels = labels_in_process(edges_table(uids[kept[:, 0]], uids[kept[:, 1]]))
         linked = rows_of(uids, labels.column("node").to_numpy())
         groups[linked] = labels.column("root").to_numpy()
     return groups

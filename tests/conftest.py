@@ -16,9 +16,15 @@ def ray_session():
     import ray
     from ray.data import DataContext
 
+    from ops.cluster import worker_env
+
     if not ray.is_initialized():
         ray.init(
-            num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+            runtime_env={"env_vars": worker_env()},  # the workers' environment, as in production
         )
     context = DataContext.get_current()
     context.enable_progress_bars = False

@@ -7,8 +7,10 @@ import pyarrow as pa
 import pytest
 
 from pipeline.components import (
+    components_of_table,
     connected_components,
     edges_table,
+    labels_in_process,
     large_star,
     small_star,
     star_labels,
@@ -100,3 +102,41 @@ def test_on_ray_with_many_partitions_matches_union_find(ray_session):
         got.update(zip(batch["node"].to_pylist(), batch["root"].to_pylist(), strict=True))
     assert got == union_find_roots(pairs)
     assert 1 <= rounds <= 20
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_in_process_labels_equal_the_star_alternation_row_for_row(seed):
+    pairs = random_graph(seed, nodes=3000, edges=2500)
+    pairs += [(5, 5), (6, 6), (6, 7), (7, 6), (7, 6)]  # self loops and duplicates
+    u, v = (np.array(side, dtype=np.int64) for side in zip(*pairs, strict=True))
+    edges = pa.table({"u": u, "v": v})
+
+    labels = labels_in_process(edges)
+
+    expected, _ = components_of_table(edges)
+    assert labels.equals(expected)  # same rows in the same order (by node)
+    assert dict(zip(labels["node"].to_pylist(), labels["root"].to_pylist(), strict=True)) == (
+        {node: root for node, root in union_find_roots(pairs).items() if node != 5}
+    )  # a node whose only edge is a self loop is on no edge
+
+
+def test_in_process_labels_of_no_edges_or_only_self_loops_are_empty():
+    for u, v in (([], []), ([3, 4], [3, 4])):
+        edges = pa.table({"u": pa.array(u, pa.int64()), "v": pa.array(v, pa.int64())})
+        assert labels_in_process(edges).num_rows == 0
+
+
+def test_a_graph_under_the_single_task_limit_runs_as_one_task_with_equal_labels(ray_session):
+    import ray
+
+    pairs = random_graph(7, nodes=2000, edges=1500)
+    u, v = zip(*pairs, strict=True)
+    edges = ray.data.from_arrow(pa.table({"u": list(u), "v": list(v)})).repartition(3)
+
+    labels, rounds = connected_components(edges, num_partitions=4, single_task_max_edges=10_000)
+
+    assert rounds == 0
+    got = {}
+    for batch in labels.iter_batches(batch_format="pyarrow"):
+        got.update(zip(batch["node"].to_pylist(), batch["root"].to_pylist(), strict=True))
+    assert got == union_find_roots(pairs)

@@ -1,0 +1,56 @@
+"""ops.cluster.connect: what it hands ray.init, and that the worker environment arrives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ops import cluster
+
+
+@pytest.fixture
+def captured_init(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(cluster.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(cluster.ray, "init", lambda **kwargs: calls.append(kwargs))
+    return calls
+
+
+def test_local_ray_gets_the_worker_env_and_the_inline_limit(captured_init) -> None:
+    cluster.connect(None, progress_bars=False, num_cpus=2)
+
+    (kwargs,) = captured_init
+    assert kwargs["num_cpus"] == 2
+    assert kwargs["runtime_env"] == {"env_vars": {"MIMALLOC_PURGE_DELAY": "0"}}
+    assert kwargs["_system_config"] == {"max_direct_call_object_size": 1024}
+
+
+def test_cluster_gets_the_packages_and_the_worker_env(captured_init) -> None:
+    cluster.connect("ray://head:10001", progress_bars=False)
+
+    (kwargs,) = captured_init
+    assert kwargs["address"] == "ray://head:10001"
+    runtime_env = kwargs["runtime_env"]
+    assert [module.__name__ for module in runtime_env["py_modules"]] == ["pipeline", "ops", "train"]
+    assert runtime_env["env_vars"] == {"MIMALLOC_PURGE_DELAY": "0"}
+
+
+def test_a_value_set_in_the_drivers_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, captured_init
+) -> None:
+    monkeypatch.setenv("MIMALLOC_PURGE_DELAY", "250")
+
+    cluster.connect(None, progress_bars=False)
+
+    assert captured_init[0]["runtime_env"] == {"env_vars": {"MIMALLOC_PURGE_DELAY": "250"}}
+
+
+def test_ray_workers_run_with_the_worker_env(ray_session) -> None:
+    @ray_session.remote
+    def purge_delay() -> str | None:
+        import os
+
+        return os.environ.get("MIMALLOC_PURGE_DELAY")
+
+    assert ray_session.get(purge_delay.remote()) == "0"
