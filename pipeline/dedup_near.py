@@ -255,9 +255,12 @@ def shingle_similarity(texts: pa.ChunkedArray, pairs: np.ndarray, shingler: Shin
     return np.array([exact_jaccard(of(a), of(b)) for a, b in pairs.tolist()], dtype=np.float64)
 
 
-def checked_groups(block: pa.Table, config: NearDedupConfig | None) -> np.ndarray:
-    """The duplicate cluster of each row of a block of whole candidate components: the
-    smallest uid connected to it by checked pairs (its own uid when none passes).
+def checked_groups(
+    block: pa.Table, matrix: np.ndarray, config: NearDedupConfig | None
+) -> np.ndarray:
+    """The duplicate cluster of each row of a block of whole candidate components (``matrix``:
+    its signatures): the smallest uid connected to it by checked pairs (its own uid when none
+    passes).
 
     Without ``config`` or with ``verify: none`` every candidate component is one cluster.
     Otherwise the component's candidate pairs are found again from the band hashes of its
@@ -272,7 +275,6 @@ def checked_groups(block: pa.Table, config: NearDedupConfig | None) -> np.ndarra
     edges = bucket_edges(band_rows(block, bands, rows).sort_by(BAND_COLUMN))
     pairs = np.stack([rows_of(uids, edges.column(end).to_numpy()) for end in ("u", "v")], axis=1)
     if config.verify == "signature":
-        matrix = signature_matrix(block.column(SIGNATURE_COLUMN))
         similarity = signature_similarity(matrix, pairs)
     else:
         similarity = shingle_similarity(block.column(TEXT_COLUMN), pairs, config.shingler())
@@ -293,12 +295,12 @@ def keepers_with_similarity(block: pa.Table, config: NearDedupConfig | None = No
     cluster."""
     if block.num_rows == 0:
         return MEMBER_SCHEMA.empty_table()
-    groups = checked_groups(block, config)
+    matrix = signature_matrix(block.column(SIGNATURE_COLUMN))
+    groups = checked_groups(block, matrix, config)
     losers = pick_keepers(GROUP_COLUMN, block.append_column(GROUP_COLUMN, pa.array(groups)))
     if losers.num_rows == 0:
         return MEMBER_SCHEMA.empty_table()
     uids = block.column(UID_COLUMN).to_numpy()
-    matrix = signature_matrix(block.column(SIGNATURE_COLUMN))
     own = matrix[rows_of(uids, losers.column(UID_COLUMN).to_numpy())]
     keeper_uids = losers.column("_keeper_uid").to_numpy()
     keeper = matrix[rows_of(uids, keeper_uids)]
