@@ -162,9 +162,30 @@ def labels_in_process(edges: pa.Table) -> pa.Table:
     return pa.table({"node": nodes, "root": roots}, schema=LABEL_SCHEMA)
 
 
+SIZE_COLUMN = "size"
+
+
+def with_sizes(labels: pa.Table) -> pa.Table:
+    """``labels`` plus each node's component size (members, root included)."""
+    roots = labels.column("root").to_numpy()
+    _, index, counts = np.unique(roots, return_inverse=True, return_counts=True)
+    return labels.append_column(SIZE_COLUMN, pa.array(counts[index], pa.int64()))
+
+
 @ray.remote
-def components_task(*tables: pa.Table) -> pa.Table:
-    return labels_in_process(pa.concat_tables(tables))
+def components_task(*tables: pa.Table, sizes: bool = False) -> pa.Table:
+    labels = labels_in_process(pa.concat_tables(tables))
+    return with_sizes(labels) if sizes else labels
+
+
+def sized(labels: ray.data.Dataset, num_partitions: int) -> ray.data.Dataset:
+    """Distributed labels plus component sizes: a count per root, joined back on the root
+    (the join's task for a component holds 24 bytes a member, as the star step itself holds
+    its edges)."""
+    counts = labels.groupby("root").count().rename_columns({"count()": SIZE_COLUMN})
+    return labels.join(
+        counts, join_type="inner", num_partitions=num_partitions, on=("root",)
+    ).materialize()
 
 
 def connected_components(
@@ -172,6 +193,7 @@ def connected_components(
     num_partitions: int,
     max_rounds: int = MAX_ROUNDS,
     single_task_max_edges: int = 0,
+    sizes: bool = False,
 ) -> tuple[ray.data.Dataset, int]:
     """``(node, root)`` for every node on an edge; root = the component's smallest node.
 
@@ -179,9 +201,10 @@ def connected_components(
     Returns the labels (materialized) and the number of shuffle rounds it took (0 when the
     graph had at most ``single_task_max_edges`` edges and ran as one task: every shuffle
     costs seconds of fixed overhead, which dwarfs a graph of a few million edges).
+    With ``sizes``, the labels also carry each node's component size (``size``).
     """
     if edges.count() <= single_task_max_edges:
-        labels = components_task.remote(*edges.to_arrow_refs())
+        labels = components_task.remote(*edges.to_arrow_refs(), sizes=sizes)
         return ray.data.from_arrow_refs([labels]).materialize(), 0
     counter = ViolationCounter.remote()
     graph = edges.map_batches(symmetric, batch_format="pyarrow").materialize()
@@ -194,7 +217,7 @@ def connected_components(
         ).materialize()
         if ray.get(counter.get.remote(round_index)) == 0:
             labels = grouped_blocks(graph, "u", star_labels, num_partitions).materialize()
-            return labels, round_index + 1
+            return (sized(labels, num_partitions) if sizes else labels), round_index + 1
         graph = grouped_blocks(large, "u", small_star, num_partitions).materialize()
     raise ComponentsDidNotConverge(
         f"connected components did not converge in {max_rounds} rounds of large/small star"

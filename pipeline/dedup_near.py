@@ -33,10 +33,13 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import ray
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.components import (
     EDGE_SCHEMA,
+    SIZE_COLUMN,
     connected_components,
     edges_table,
     labels_in_process,
@@ -97,6 +100,12 @@ class NearDedupConfig(StageConfig):
     # Candidate graphs up to this many edges (16 bytes each) are clustered in one task
     # instead of shuffle rounds; 0 forces the distributed rounds.
     single_task_max_edges: int = Field(2_000_000, ge=0)
+    # Candidate components of up to this many records are checked and resolved in one task
+    # with their signatures (one block of the shuffle on the root); larger ones go through
+    # joins whose tasks hold a bounded number of signatures, whatever the component's size.
+    # Unset: as many as fit in one shuffle partition (``run.shuffle_partition_bytes``).
+    # 0 sends every component through the joins.
+    max_component_rows: int | None = Field(None, ge=0)
 
     @field_validator("verify", mode="before")
     @classmethod
@@ -136,6 +145,11 @@ class NearDedupConfig(StageConfig):
             false_positive_weight=false_positive_weight,
             false_negative_weight=false_negative_weight,
         )
+
+    def component_row_cap(self, partition_bytes: int) -> int:
+        if self.max_component_rows is not None:
+            return self.max_component_rows
+        return max(1, partition_bytes // member_bytes(self.num_perm))
 
     def shingler(self) -> Shingler:
         return Shingler(word_ngram=self.word_ngram, char_ngram=self.char_ngram)
@@ -205,21 +219,37 @@ def band_rows(batch: pa.Table, bands: int, rows: int) -> pa.Table:
     )
 
 
-def bucket_edges(block: pa.Table) -> pa.Table:
-    """Within a block sorted by band hash: each bucket of k > 1 rows gives k-1 edges from
-    its smallest uid to the others."""
+# Members per star in one LSH bucket. A bucket of k <= STAR_ROWS rows is one star on its
+# smallest uid; a larger one (boilerplate shared by thousands of records) is cut, in uid
+# order, into stars of STAR_ROWS rows whose centres are chained. The components are the same,
+# and no uid is the centre of more than STAR_ROWS - 1 edges per band, so the joins that check
+# edges against signatures never gather a whole giant bucket in one task.
+STAR_ROWS = 256
+
+
+def bucket_edges(block: pa.Table, star_rows: int = STAR_ROWS) -> pa.Table:
+    """Within a block holding whole buckets (rows of one band hash): each bucket of k > 1
+    rows gives k-1 edges, as stars of at most ``star_rows`` rows on their smallest uid, the
+    stars' centres chained in uid order."""
     bands = block.column(BAND_COLUMN).to_numpy()
     uids = block.column(UID_COLUMN).to_numpy()
     if len(bands) < 2:
         return EDGE_SCHEMA.empty_table()
+    order = np.lexsort((uids, bands))
+    bands, uids = bands[order], uids[order]
     starts = np.flatnonzero(np.r_[True, bands[1:] != bands[:-1]])
     lengths = np.diff(np.r_[starts, len(bands)])
-    centre = np.repeat(np.minimum.reduceat(uids, starts), lengths)
-    linked = (np.repeat(lengths, lengths) > 1) & (uids != centre)
+    position = np.arange(len(bands)) - np.repeat(starts, lengths)
+    head = position % star_rows == 0
+    centre = uids[np.maximum.accumulate(np.where(head, np.arange(len(uids)), 0))]
+    member = (np.repeat(lengths, lengths) > 1) & ~head & (uids != centre)
+    chained = np.flatnonzero(head & (position > 0))
+    small = np.concatenate([centre[member], centre[chained - 1]])
+    large = np.concatenate([uids[member], uids[chained]])
+    linked = small != large
     if not linked.any():
         return EDGE_SCHEMA.empty_table()
-    small, large = centre[linked], uids[linked]
-    pairs = np.unique(np.stack([small, large], axis=1), axis=0)
+    pairs = np.unique(np.stack([small[linked], large[linked]], axis=1), axis=0)
     return pa.table({"u": pairs[:, 0], "v": pairs[:, 1]}, schema=EDGE_SCHEMA)
 
 
@@ -326,6 +356,240 @@ def keepers_with_similarity(block: pa.Table, config: NearDedupConfig | None = No
     return pa.concat_tables([loser_rows, keeper_rows])
 
 
+def member_bytes(num_perm: int) -> int:
+    """Bytes a candidate record takes in the per-component step: its signature, uid, root,
+    rank and an id of a few dozen characters."""
+    return num_perm * 8 + 96
+
+
+PAYLOAD_U = "_payload_u"
+PAYLOAD_V = "_payload_v"
+
+
+def checked_edges(batch: pa.Table, config: NearDedupConfig) -> pa.Table:
+    """Candidate edges that carry both ends' signatures (or key texts, with ``exact``), kept
+    when the pair's similarity reaches the threshold: the same test ``checked_groups`` makes
+    inside a component."""
+    if batch.num_rows == 0:
+        return EDGE_SCHEMA.empty_table()
+    if config.verify == "signature":
+        ends = signature_matrix(
+            pa.concat_arrays(
+                [batch.column(PAYLOAD_U).combine_chunks(), batch.column(PAYLOAD_V).combine_chunks()]
+            )
+        )
+        rows = np.arange(batch.num_rows)
+        similarity = signature_similarity(ends, np.stack([rows, rows + batch.num_rows], axis=1))
+    else:
+        shingler = config.shingler()
+        similarity = np.array(
+            [
+                exact_jaccard(shingler.shingle_hashes(a or ""), shingler.shingle_hashes(b or ""))
+                for a, b in zip(
+                    batch.column(PAYLOAD_U).to_pylist(),
+                    batch.column(PAYLOAD_V).to_pylist(),
+                    strict=True,
+                )
+            ],
+            dtype=np.float64,
+        )
+    kept = pa.array(similarity >= config.threshold)
+    return batch.select(["u", "v"]).filter(kept).cast(EDGE_SCHEMA)
+
+
+# Losers per (keeper, salt) group when losers are scored against their keeper: a cluster of
+# n members is spread over ceil(n / SALT_ROWS) groups, each of which gets a copy of the
+# keeper's signature, so no task holds more than SALT_ROWS losers' signatures.
+SALT_ROWS = 4096
+KEEPER_UID = "_keeper_uid"
+SALT_COLUMN = "_salt"
+SALTS_COLUMN = "_salts"
+KEEPER_FLAG = "_is_keeper"
+ASSIGNMENT_SCHEMA = pa.schema(
+    [
+        pa.field(UID_COLUMN, pa.int64()),
+        pa.field(KEEPER_UID, pa.int64()),
+        pa.field("duplicate_of", pa.string()),
+        pa.field("_cluster", pa.string()),
+        pa.field(SALT_COLUMN, pa.int64()),
+        pa.field(SALTS_COLUMN, pa.int64()),
+    ]
+)
+
+
+def salt_of(uids: np.ndarray, salts: np.ndarray) -> np.ndarray:
+    """A loser's group among its keeper's ``salts``: a fixed mix of its uid, not its order."""
+    mixed = (uids.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(17)
+    return (mixed % salts.astype(np.uint64)).astype(np.int64)
+
+
+def keeper_assignments(block: pa.Table, salt_rows: int = SALT_ROWS) -> pa.Table:
+    """Per cluster of a block of whole clusters (``root`` with uid, id and rank; no
+    signatures): the keeper by rank (``pick_keepers``), and each loser's keeper and salt. The
+    keeper's own row has salt -1 and the number of salts its cluster is spread over."""
+    losers = pick_keepers("root", block) if block.num_rows else None
+    if losers is None or losers.num_rows == 0:
+        return ASSIGNMENT_SCHEMA.empty_table()
+    keeper_of = losers.column(KEEPER_UID).to_numpy()
+    keepers, first, counts = np.unique(keeper_of, return_index=True, return_counts=True)
+    salts = -(-counts // salt_rows)
+    loser_salts = salts[np.searchsorted(keepers, keeper_of)]
+    clusters = losers.column("duplicate_of")
+    loser_rows = pa.table(
+        {
+            UID_COLUMN: losers.column(UID_COLUMN),
+            KEEPER_UID: losers.column(KEEPER_UID),
+            "duplicate_of": clusters,
+            "_cluster": clusters,
+            SALT_COLUMN: salt_of(losers.column(UID_COLUMN).to_numpy(), loser_salts),
+            SALTS_COLUMN: loser_salts,
+        },
+        schema=ASSIGNMENT_SCHEMA,
+    )
+    keeper_rows = pa.table(
+        {
+            UID_COLUMN: keepers,
+            KEEPER_UID: keepers,
+            "duplicate_of": pa.nulls(len(keepers), pa.string()),
+            "_cluster": clusters.take(pa.array(first)),
+            SALT_COLUMN: np.full(len(keepers), -1, dtype=np.int64),
+            SALTS_COLUMN: salts,
+        },
+        schema=ASSIGNMENT_SCHEMA,
+    )
+    return pa.concat_tables([loser_rows, keeper_rows])
+
+
+def spread_keepers(batch: pa.Table) -> pa.Table:
+    """Each keeper row (salt -1) becomes one row per salt of its cluster, flagged, so that
+    every (keeper, salt) group gets the keeper's signature; loser rows pass through."""
+    salt = batch.column(SALT_COLUMN).to_numpy()
+    losers = np.flatnonzero(salt >= 0)
+    keepers = np.flatnonzero(salt < 0)
+    copies = batch.column(SALTS_COLUMN).to_numpy()[keepers]
+    keeper_salts = np.arange(copies.sum()) - np.repeat(np.cumsum(copies) - copies, copies)
+    spread = batch.take(pa.array(np.concatenate([losers, np.repeat(keepers, copies)])))
+    spread = spread.set_column(
+        spread.schema.get_field_index(SALT_COLUMN),
+        SALT_COLUMN,
+        pa.array(np.concatenate([salt[losers], keeper_salts]), pa.int64()),
+    )
+    flag = np.r_[np.zeros(len(losers), dtype=bool), np.ones(int(copies.sum()), dtype=bool)]
+    return spread.append_column(KEEPER_FLAG, pa.array(flag))
+
+
+def scored_against_keeper(block: pa.Table) -> pa.Table:
+    """Within a block holding whole (keeper, salt) groups, each with its keeper's row: each
+    loser's estimated Jaccard to its keeper, and the keeper's own row (once, from salt 0)
+    so that ``cluster_id`` reaches it. ``MEMBER_SCHEMA``, as ``keepers_with_similarity``."""
+    if block.num_rows == 0:
+        return MEMBER_SCHEMA.empty_table()
+    block = block.take(
+        pc.sort_indices(
+            block,
+            sort_keys=[
+                (KEEPER_UID, "ascending"),
+                (SALT_COLUMN, "ascending"),
+                (KEEPER_FLAG, "descending"),
+                (UID_COLUMN, "ascending"),
+            ],
+        )
+    )
+    flag = block.column(KEEPER_FLAG).to_numpy(zero_copy_only=False)
+    keeper_row = np.maximum.accumulate(np.where(flag, np.arange(block.num_rows), 0))
+    losers = np.flatnonzero(~flag)
+    group = np.stack(
+        [block.column(KEEPER_UID).to_numpy(), block.column(SALT_COLUMN).to_numpy()], axis=1
+    )
+    if not (group[losers] == group[keeper_row[losers]]).all():
+        raise RuntimeError("near_dedup: a (keeper, salt) group arrived without its keeper row")
+    matrix = signature_matrix(block.column(SIGNATURE_COLUMN))
+    similarity = signature_similarity(matrix, np.stack([losers, keeper_row[losers]], axis=1))
+    first_copy = np.flatnonzero(flag & (block.column(SALT_COLUMN).to_numpy() == 0))
+    rows = np.concatenate([losers, first_copy])
+    return pa.table(
+        {
+            UID_COLUMN: block.column(UID_COLUMN).take(pa.array(rows)),
+            "duplicate_of": block.column("duplicate_of").take(pa.array(rows)),
+            "similarity": pa.array(
+                np.r_[similarity, np.full(len(first_copy), np.nan)],
+                pa.float64(),
+                mask=np.r_[np.zeros(len(losers), bool), np.ones(len(first_copy), bool)],
+            ),
+            CLUSTER_COLUMN: block.column("_cluster").take(pa.array(rows)),
+        },
+        schema=MEMBER_SCHEMA,
+    )
+
+
+def resolved_by_joins(
+    edges: ray.data.Dataset,
+    labels: ray.data.Dataset,
+    signatures: ray.data.Dataset,
+    config: NearDedupConfig,
+    partitions: int,
+) -> ray.data.Dataset:
+    """``keepers_with_similarity``'s rows for candidate components too large for one task
+    (``labels``: their members), from joins whose tasks hold a bounded number of signatures:
+
+        edges inside them --join signatures on v, then on u--> checked edges (``verify``)
+        checked edges --connected components--> clusters
+        clusters + (uid, id, rank) --shuffle on root--> keeper and salt of every member
+        members + signatures --spread keeper rows over salts, shuffle on (keeper, salt)-->
+            each loser's similarity to its keeper
+
+    A star centre has at most ``STAR_ROWS`` - 1 edges per band, and a (keeper, salt) group
+    at most ``SALT_ROWS`` losers; the shuffle on root carries no signatures (about 40 bytes a
+    member, the order of the connected components' own star step)."""
+    inside = edges.join(
+        labels.select_columns(["node"]).rename_columns({"node": "u"}),
+        join_type="left_semi",
+        num_partitions=partitions,
+        on=("u",),
+    ).materialize()
+    if config.verify == "none":
+        clusters = labels.select_columns(["node", "root"])
+    else:
+        payload = TEXT_COLUMN if config.verify == "exact" else SIGNATURE_COLUMN
+        side = signatures.select_columns([UID_COLUMN, payload])
+        with_v = inside.join(
+            side.rename_columns({UID_COLUMN: "v", payload: PAYLOAD_V}),
+            join_type="inner",
+            num_partitions=partitions,
+            on=("v",),
+        )
+        with_both = with_v.join(
+            side.rename_columns({UID_COLUMN: "u", payload: PAYLOAD_U}),
+            join_type="inner",
+            num_partitions=partitions,
+            on=("u",),
+        )
+        checked = with_both.map_batches(
+            partial(checked_edges, config=config), batch_format="pyarrow"
+        ).materialize()
+        if checked.count() == 0:
+            return ray.data.from_arrow(MEMBER_SCHEMA.empty_table())
+        clusters, _ = connected_components(
+            checked, partitions, single_task_max_edges=config.single_task_max_edges
+        )
+    members = clusters.rename_columns({"node": UID_COLUMN}).join(
+        signatures.select_columns([UID_COLUMN, "id", RANK_COLUMN]),
+        join_type="inner",
+        num_partitions=partitions,
+        on=(UID_COLUMN,),
+    )
+    assigned = grouped_blocks(members, "root", keeper_assignments, partitions)
+    with_signatures = assigned.join(
+        signatures.select_columns([UID_COLUMN, SIGNATURE_COLUMN]),
+        join_type="inner",
+        num_partitions=partitions,
+        on=(UID_COLUMN,),
+    ).map_batches(spread_keepers, batch_format="pyarrow")
+    return grouped_blocks(
+        with_signatures, [KEEPER_UID, SALT_COLUMN], scored_against_keeper, partitions
+    ).materialize()
+
+
 GROUP_COLUMN = "_group"
 CLUSTER_COLUMN = "_cluster"
 MEMBER_SCHEMA = pa.schema(
@@ -338,14 +602,18 @@ MEMBER_SCHEMA = pa.schema(
 )
 
 
+def by_size(labels: pa.Table, *, cap: int, large: bool) -> pa.Table:
+    """The labels of components with more than ``cap`` members (``large``) or the others."""
+    over = pc.greater(labels.column(SIZE_COLUMN), cap)
+    return labels.filter(over if large else pc.invert(over)).select(["node", "root"])
+
+
 class NearDedup(GlobalStage):
     name: ClassVar[str] = "near_dedup"
     Config = NearDedupConfig
     drop_reasons: ClassVar[tuple[str, ...]] = ("dedup.near",)
 
     def apply(self, dataset: Any, context: GlobalContext) -> Any:
-        import ray
-
         config = self.config
         bands, rows = config.lsh_shape()
         partitions = partitions_for(dataset, context)
@@ -369,15 +637,25 @@ class NearDedup(GlobalStage):
                 batch_format="pyarrow",
             )
         labels, _ = connected_components(
-            edges, partitions, single_task_max_edges=config.single_task_max_edges
+            edges, partitions, single_task_max_edges=config.single_task_max_edges, sizes=True
         )
+        cap = config.component_row_cap(context.partition_bytes)
+        small = labels.map_batches(partial(by_size, cap=cap, large=False), batch_format="pyarrow")
+        large = labels.map_batches(
+            partial(by_size, cap=cap, large=True), batch_format="pyarrow"
+        ).materialize()
         # Candidate components with rank and signature: one join, then one shuffle on the
         # root checks each component's pairs, forms clusters, picks keepers and scores losers.
-        members = labels.rename_columns({"node": UID_COLUMN}).join(
+        members = small.rename_columns({"node": UID_COLUMN}).join(
             signatures, join_type="inner", num_partitions=partitions, on=(UID_COLUMN,)
         )
         per_component = partial(keepers_with_similarity, config=config)
         losers = grouped_blocks(members, "root", per_component, partitions).materialize()
+        if large.count():
+            # Components larger than one task should hold: the same decisions, by joins.
+            losers = losers.union(
+                resolved_by_joins(edges, large, signatures, config, partitions)
+            ).materialize()
         return mark_drops(
             dataset,
             losers,

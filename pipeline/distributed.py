@@ -39,12 +39,14 @@ def partitions_for(dataset: ray.data.Dataset, context: GlobalContext) -> int:
 
 def grouped_blocks(
     dataset: ray.data.Dataset,
-    key: str,
+    key: str | list[str],
     fn: Callable[[pa.Table], pa.Table],
     num_partitions: int,
 ) -> ray.data.Dataset:
-    """``fn`` over whole blocks of a hash partitioning on ``key``, each block sorted by it."""
-    return dataset.repartition(num_partitions, keys=[key], sort=True).map_batches(
+    """``fn`` over whole blocks of a hash partitioning on ``key`` (one column or several),
+    each block sorted by it."""
+    keys = [key] if isinstance(key, str) else list(key)
+    return dataset.repartition(num_partitions, keys=keys, sort=True).map_batches(
         fn, batch_size=None, batch_format="pyarrow"
     )
 

@@ -165,13 +165,18 @@ def test_exact_duplicate_names_its_keeper_and_contamination_its_item(single_node
     assert "matched evaluation items" in report and "evals.jsonl#sky" in report
 
 
-def test_distributed_clustering_and_other_batching_give_identical_bytes(
+def test_distributed_clustering_and_components_by_joins_give_identical_bytes(
     single_node, corpus, tmp_path
 ):
+    # Shuffle rounds instead of one clustering task (component sizes then come from a
+    # count per root), and max_component_rows 0 sends every candidate component through the
+    # bounded joins (edges checked against signatures, clusters, salted keeper scoring)
+    # instead of the per-component step: same clusters, keepers and similarities.
     output, _ = single_node
     other = tmp_path / "distributed"
+    near = {"single_task_max_edges": 0, "max_component_rows": 0}
     run_data(
-        str(recipe(corpus, other, single_task_max_edges=0)),
+        str(recipe(corpus, other, **near)),
         ["run.batch_rows=3"],
         progress_bars=False,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -90,18 +92,29 @@ def test_random_graphs_match_union_find(seed):
     assert local_components(pairs) == union_find_roots(pairs)
 
 
-def test_on_ray_with_many_partitions_matches_union_find(ray_session):
+def sizes_of(roots: dict[int, int]) -> dict[int, int]:
+    counts = Counter(roots.values())
+    return {node: counts[root] for node, root in roots.items()}
+
+
+@pytest.mark.parametrize("single_task_max_edges", [0, 10_000], ids=["rounds", "one-task"])
+def test_on_ray_labels_and_sizes_match_union_find(ray_session, single_task_max_edges):
     import ray
 
     pairs = random_graph(99, nodes=2000, edges=1500) + [(7, 8), (8, 9)]
     u, v = zip(*pairs, strict=True)
     edges = ray.data.from_arrow(pa.table({"u": list(u), "v": list(v)})).repartition(5)
-    labels, rounds = connected_components(edges, num_partitions=4)
-    got = {}
+    labels, rounds = connected_components(
+        edges, num_partitions=4, single_task_max_edges=single_task_max_edges, sizes=True
+    )
+    got, sizes = {}, {}
     for batch in labels.iter_batches(batch_format="pyarrow"):
         got.update(zip(batch["node"].to_pylist(), batch["root"].to_pylist(), strict=True))
-    assert got == union_find_roots(pairs)
-    assert 1 <= rounds <= 20
+        sizes.update(zip(batch["node"].to_pylist(), batch["size"].to_pylist(), strict=True))
+    expected = union_find_roots(pairs)
+    assert got == expected
+    assert sizes == sizes_of(expected) and max(sizes.values()) > 2
+    assert (1 <= rounds <= 20) if single_task_max_edges == 0 else rounds == 0
 
 
 @pytest.mark.parametrize("seed", range(4))

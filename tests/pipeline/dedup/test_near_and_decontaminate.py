@@ -9,14 +9,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from pipeline.components import labels_in_process
 from pipeline.config import RecipeError, parse_recipe
 from pipeline.decontaminate import Decontaminate, DecontaminateConfig
 from pipeline.dedup_near import (
+    BAND_COLUMN,
+    PAYLOAD_U,
+    PAYLOAD_V,
     NearDedupConfig,
     Signatures,
+    band_rows,
     bucket_edges,
+    checked_edges,
+    keeper_assignments,
     keepers_with_similarity,
+    scored_against_keeper,
     signature_array,
+    spread_keepers,
 )
 from pipeline.schema import make_record, message, rows_to_table
 
@@ -82,6 +91,7 @@ def test_signatures_skip_texts_without_shingles():
         ({"bands": 20, "rows": 10}, "exceeds num_perm"),
         ({"threshold": 1.5}, "less than 1"),
         ({"shingles": 3}, "unknown key"),
+        ({"max_component_rows": -1}, "max_component_rows"),
     ],
 )
 def test_near_dedup_config_errors_name_the_key(options, message_part):
@@ -90,6 +100,12 @@ def test_near_dedup_config_errors_name_the_key(options, message_part):
         parse_recipe(recipe, source="r.yaml")
     text = str(caught.value)
     assert "near_dedup" in text and message_part in text
+
+
+def test_component_row_cap_fits_one_partition_unless_set():
+    # 128 slots of 8 bytes plus 96 bytes of uid, root, rank and id: 1,120 bytes a member.
+    assert NearDedupConfig().component_row_cap(16 * 2**20) == 14_979
+    assert NearDedupConfig(max_component_rows=0).component_row_cap(16 * 2**20) == 0
 
 
 def test_lsh_shape_comes_from_the_threshold_unless_set():
@@ -167,6 +183,86 @@ def test_exact_checks_use_the_shingles_not_the_signatures():
     )
     losers = result.filter(pc.is_valid(result["duplicate_of"]))
     assert losers["_uid"].to_pylist() == [2] and losers["duplicate_of"].to_pylist() == ["r1"]
+
+
+def test_a_giant_bucket_is_cut_into_chained_stars_with_bounded_centres():
+    rng = np.random.default_rng(0)
+    uids = rng.permutation(np.arange(10, 1010))
+    block = pa.table(
+        {
+            BAND_COLUMN: pa.array(np.r_[np.full(1000, 7), [9, 9, 9]], pa.uint64()),
+            "_uid": pa.array(np.r_[uids, [5, 3, 4]], pa.int64()),
+        }
+    )
+    edges = bucket_edges(block, star_rows=256)
+    assert edges.num_rows == 999 + 2
+    _, degree = np.unique(edges["u"].to_numpy(), return_counts=True)
+    assert degree.max() <= 256  # 255 members and the link to the next star's centre
+    labels = labels_in_process(edges)
+    assert sorted(set(labels["root"].to_pylist())) == [3, 10]
+    # A bucket within star_rows is the plain star on its smallest uid.
+    whole = bucket_edges(block, star_rows=1000)
+    assert set(whole.filter(pc.greater(whole["u"], 5))["u"].to_pylist()) == {10}
+
+
+def joins_in_process(block: pa.Table, config: NearDedupConfig) -> pa.Table:
+    """The steps ``resolved_by_joins`` runs on Ray, on one block: candidate edges with both
+    ends' payloads, checked; clusters; keepers with salts (two losers a salt); scoring."""
+    bands, rows = config.lsh_shape()
+    edges = bucket_edges(band_rows(block, bands, rows).sort_by(BAND_COLUMN))
+    payload = "_text" if config.verify == "exact" else "_signature"
+    index = {uid: row for row, uid in enumerate(block["_uid"].to_pylist())}
+    ends = {
+        name: block[payload].take(pa.array([index[uid] for uid in edges[end].to_pylist()]))
+        for name, end in ((PAYLOAD_U, "u"), (PAYLOAD_V, "v"))
+    }
+    checked = checked_edges(
+        edges.append_column(PAYLOAD_U, ends[PAYLOAD_U]).append_column(PAYLOAD_V, ends[PAYLOAD_V]),
+        config,
+    )
+    clusters = labels_in_process(checked).rename_columns(["_uid", "root"])
+    members = clusters.join(block.select(["_uid", "id", "_rank"]), "_uid")
+    assigned = keeper_assignments(members, salt_rows=2)
+    rows = pa.array([index[uid] for uid in assigned["_uid"].to_pylist()])
+    signed = assigned.append_column("_signature", block["_signature"].take(rows))
+    return scored_against_keeper(spread_keepers(signed))
+
+
+@pytest.mark.parametrize("verify", ["signature", "exact"])
+def test_the_joins_path_makes_the_per_component_steps_decisions(verify):
+    # Five clusters of eight noisy copies (up to 30% of the slots changed, up to 8% of the
+    # words dropped, so
+    # some candidate pairs pass the check and some fail), ranks that disagree with uids.
+    rng = np.random.default_rng(4)
+    signatures, texts = [], []
+    for cluster in range(5):
+        base = rng.integers(0, 2**40, size=32, dtype=np.uint64)
+        words = [f"w{cluster}_{i}" for i in range(40)]
+        for _ in range(8):
+            row = base.copy()
+            changed = rng.random(32) < rng.uniform(0.0, 0.3)
+            row[changed] = rng.integers(0, 2**40, size=int(changed.sum()), dtype=np.uint64)
+            signatures.append(row)
+            drop = rng.uniform(0.0, 0.08)
+            kept = [w for w in words if rng.random() > drop]
+            texts.append(" ".join(kept))
+    count = len(signatures)
+    uids = rng.permutation(np.arange(100, 100 + 3 * count, 3))
+    block = pa.table(
+        {
+            "_uid": pa.array(uids, pa.int64()),
+            "root": pa.array(np.full(count, uids.min()), pa.int64()),
+            "id": [f"r{uid}" for uid in uids],
+            "_rank": pa.array(rng.integers(0, 4, count).astype(float)),
+            "_signature": signature_array(np.array(signatures)),
+            "_text": texts,
+        }
+    )
+    config = NearDedupConfig(num_perm=32, bands=8, rows=4, threshold=0.7, verify=verify)
+    expected = keepers_with_similarity(block, config).sort_by("_uid")
+    got = joins_in_process(block, config).sort_by("_uid")
+    assert expected.num_rows > 10 and pc.sum(pc.is_valid(expected["duplicate_of"])).as_py() > 5
+    assert got.to_pylist() == expected.to_pylist()
 
 
 @pytest.fixture
