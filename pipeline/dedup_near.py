@@ -28,6 +28,7 @@ policy, ties broken by id and then uid, so it never depends on arrival order.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any, ClassVar, Literal
 
@@ -366,6 +367,14 @@ PAYLOAD_U = "_payload_u"
 PAYLOAD_V = "_payload_v"
 
 
+def unique_edges(block: pa.Table) -> pa.Table:
+    if block.num_rows == 0:
+        return EDGE_SCHEMA.empty_table()
+    pairs = np.stack([block.column("u").to_numpy(), block.column("v").to_numpy()], axis=1)
+    pairs = np.unique(pairs, axis=0)
+    return pa.table({"u": pairs[:, 0], "v": pairs[:, 1]}, schema=EDGE_SCHEMA)
+
+
 def checked_edges(batch: pa.Table, config: NearDedupConfig) -> pa.Table:
     """Candidate edges that carry both ends' signatures (or key texts, with ``exact``), kept
     when the pair's similarity reaches the threshold: the same test ``checked_groups`` makes
@@ -528,6 +537,7 @@ def resolved_by_joins(
     signatures: ray.data.Dataset,
     config: NearDedupConfig,
     partitions: int,
+    partition_bytes: int,
 ) -> ray.data.Dataset:
     """``keepers_with_similarity``'s rows for candidate components too large for one task
     (``labels``: their members), from joins whose tasks hold a bounded number of signatures:
@@ -541,15 +551,24 @@ def resolved_by_joins(
     A star centre has at most ``STAR_ROWS`` - 1 edges per band, and a (keeper, salt) group
     at most ``SALT_ROWS`` losers; the shuffle on root carries no signatures (about 40 bytes a
     member, the order of the connected components' own star step)."""
-    inside = edges.join(
-        labels.select_columns(["node"]).rename_columns({"node": "u"}),
-        join_type="left_semi",
-        num_partitions=partitions,
-        on=("u",),
-    ).materialize()
     if config.verify == "none":
         clusters = labels.select_columns(["node", "root"])
     else:
+        # The same pair comes from every band its two records share a bucket in: the semi
+        # join puts all edges of a u in one partition, where repeats are dropped.
+        inside = (
+            edges.join(
+                labels.select_columns(["node"]).rename_columns({"node": "u"}),
+                join_type="left_semi",
+                num_partitions=partitions,
+                on=("u",),
+            )
+            .map_batches(unique_edges, batch_size=None, batch_format="pyarrow")
+            .materialize()
+        )
+        # Each edge row carries two signatures (or key texts) through the joins.
+        edge_bytes = 2 * member_bytes(config.num_perm)
+        partitions = max(partitions, math.ceil(inside.count() * edge_bytes / partition_bytes))
         payload = TEXT_COLUMN if config.verify == "exact" else SIGNATURE_COLUMN
         side = signatures.select_columns([UID_COLUMN, payload])
         with_v = inside.join(
@@ -654,7 +673,9 @@ class NearDedup(GlobalStage):
         if large.count():
             # Components larger than one task should hold: the same decisions, by joins.
             losers = losers.union(
-                resolved_by_joins(edges, large, signatures, config, partitions)
+                resolved_by_joins(
+                    edges, large, signatures, config, partitions, context.partition_bytes
+                )
             ).materialize()
         return mark_drops(
             dataset,
