@@ -392,6 +392,11 @@ class PeakMemory:
     # Peak private memory per kind of task (process title, partition counts left out; an
     # idle worker counts under the last task it ran), to see which step grows with size.
     worker_private_by_task: dict[str, int] = field(default_factory=dict)
+    # Per kind of task: the most a worker's private memory rose above what it held at the
+    # first sample of a run of that task (consecutive tasks of one kind in one worker count
+    # as one run; an actor's run is its whole life). It separates what a task itself holds
+    # from what its worker kept from earlier tasks (imports, allocator caches).
+    worker_growth_by_task: dict[str, int] = field(default_factory=dict)
 
 
 class MemorySampler:
@@ -407,6 +412,7 @@ class MemorySampler:
         self.peak = PeakMemory()
         self.seen: set[int] = set()
         self.last_task: dict[int, str] = {}
+        self.entry: dict[int, tuple[str, int]] = {}  # pid -> (task kind, private at start)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="memory-sampler", daemon=True)
 
@@ -445,6 +451,12 @@ class MemorySampler:
             task = self._task_kind(process.pid, title)
             by_task = peak.worker_private_by_task
             by_task[task] = max(by_task.get(task, 0), private)
+            if not task.startswith("idle after"):
+                kind, entry = self.entry.get(process.pid, ("", 0))
+                if kind != task:
+                    kind, entry = self.entry[process.pid] = (task, private)
+                growth = peak.worker_growth_by_task
+                growth[task] = max(growth.get(task, 0), private - entry)
         peak.worker_total_rss = max(peak.worker_total_rss, total)
         driver = self.driver.memory_info()
         peak.driver_rss = max(peak.driver_rss, driver.rss)
@@ -616,15 +628,21 @@ def bench_dedup_memory(
 
 
 def print_memory_by_task(runs: list[dict[str, Any]]) -> None:
-    """Peak private MiB per kind of task, one column per size, largest first."""
+    """Peak private MiB per kind of task, and how much of it the task added to what its
+    worker held when it started; one column per size, largest first."""
     kinds = sorted(
         {kind for run in runs for kind in run["worker_private_by_task"]},
         key=lambda kind: -max(run["worker_private_by_task"].get(kind, 0) for run in runs),
     )
-    print("peak private MiB by task: " + " / ".join(f"{run['records']:,}" for run in runs))
+    sizes = " / ".join(f"{run['records']:,}" for run in runs)
+    print(f"peak private MiB by task: {sizes}  |  added by the task: {sizes}")
     for kind in kinds:
-        sizes = [run["worker_private_by_task"].get(kind, 0) / (1 << 20) for run in runs]
-        print(f"  {' / '.join(f'{size:5.0f}' for size in sizes)}  {kind[:110]}")
+        peaks = [run["worker_private_by_task"].get(kind, 0) / (1 << 20) for run in runs]
+        added = [run.get("worker_growth_by_task", {}).get(kind, 0) / (1 << 20) for run in runs]
+        print(
+            f"  {' / '.join(f'{size:5.0f}' for size in peaks)}  |  "
+            f"{' / '.join(f'{size:5.0f}' for size in added)}  {kind[:100]}"
+        )
 
 
 def print_memory_row(row: dict[str, Any]) -> None:

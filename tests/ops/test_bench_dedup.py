@@ -98,6 +98,25 @@ def test_memory_sampler_sees_this_sessions_workers(ray_session) -> None:
     assert sampler.peak.worker_rss > 0 and sampler.peak.driver_rss > 0
 
 
+def test_memory_sampler_tells_what_a_task_adds_from_what_its_worker_held(ray_session) -> None:
+    @ray_session.remote
+    def hold_memory(megabytes: int) -> int:
+        import time
+
+        import numpy as np
+
+        block = np.ones(megabytes << 17)  # 8-byte floats, touched
+        time.sleep(1.5)
+        return int(block[-1])
+
+    with MemorySampler(interval=0.1) as sampler:
+        ray_session.get(hold_memory.remote(160))
+    (kind,) = [kind for kind in sampler.peak.worker_growth_by_task if "hold_memory" in kind]
+    added = sampler.peak.worker_growth_by_task[kind] >> 20
+    assert 140 <= added <= 200
+    assert sampler.peak.worker_private_by_task[kind] >> 20 >= added
+
+
 def test_speed_ratios_divide_by_instructflow() -> None:
     rows = [
         {"language": "en", "threshold": 0.7, "system": "instructflow", "seconds": 2.0},
