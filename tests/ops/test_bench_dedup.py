@@ -105,6 +105,7 @@ def test_memory_sampler_tells_what_a_task_adds_from_what_its_worker_held(ray_ses
 
         import numpy as np
 
+        time.sleep(0.5)  # the sampler sees the worker before the task allocates
         block = np.ones(megabytes << 17)  # 8-byte floats, touched
         time.sleep(1.5)
         return int(block[-1])
