@@ -8,6 +8,12 @@
       one keeper per cluster, losers -> duplicate_of and estimated similarity
     losers --join onto corpus--> dedup.near
 
+Components with more than ``max_component_rows`` members (by default what fits in one
+shuffle partition) are resolved by ``resolved_by_joins`` instead, to the same decisions: their
+edges are joined with both ends' signatures and checked, the checked edges clustered, keepers
+picked on a shuffle without signatures, and losers scored against keeper signatures copied to
+salted groups. No task there holds more than a bounded number of signatures.
+
 Candidates, then checks. LSH alone is a blunt threshold: with bands and rows that balance
 false positives and false negatives at 0.7, a pair at Jaccard exactly 0.7 is found 44% of the
 time and one at 0.6 13% (at 0.8: 8% and 1%), so the threshold one sets is not the one one
@@ -21,9 +27,10 @@ weights, as datasketch and DataTrove do it.
 
 Shuffle volume: the band shuffle moves ``bands x records`` rows of 16 bytes (band hash and
 uid); everything after it moves only candidate rows. A bucket of k rows emits k-1 edges to its
-smallest uid (a star), never k² pairs, so one boilerplate text shared by a million records
-costs a million edges. The representative of a cluster is its best member by the keeper
-policy, ties broken by id and then uid, so it never depends on arrival order.
+smallest uid (a star; over ``STAR_ROWS`` rows, chained stars), never k² pairs, so one
+boilerplate text shared by a million records costs a million edges. The representative of a
+cluster is its best member by the keeper policy, ties broken by id and then uid, so it never
+depends on arrival order.
 """
 
 from __future__ import annotations
