@@ -638,7 +638,7 @@ def print_memory_by_task(runs: list[dict[str, Any]]) -> None:
     print(f"peak private MiB by task: {sizes}  |  added by the task: {sizes}")
     for kind in kinds:
         peaks = [run["worker_private_by_task"].get(kind, 0) / (1 << 20) for run in runs]
-        added = [run.get("worker_growth_by_task", {}).get(kind, 0) / (1 << 20) for run in runs]
+        added = [run["worker_growth_by_task"].get(kind, 0) / (1 << 20) for run in runs]
         print(
             f"  {' / '.join(f'{size:5.0f}' for size in peaks)}  |  "
             f"{' / '.join(f'{size:5.0f}' for size in added)}  {kind[:100]}"

@@ -255,10 +255,28 @@ def bucket_edges(block: pa.Table, star_rows: int = STAR_ROWS) -> pa.Table:
     small = np.concatenate([centre[member], centre[chained - 1]])
     large = np.concatenate([uids[member], uids[chained]])
     linked = small != large
-    if not linked.any():
+    return unique_pairs(small[linked], large[linked])
+
+
+def unique_pairs(u: np.ndarray, v: np.ndarray) -> pa.Table:
+    """The distinct ``(u, v)`` rows, sorted, as an edge table (one direction, as given)."""
+    if len(u) == 0:
         return EDGE_SCHEMA.empty_table()
-    pairs = np.unique(np.stack([small[linked], large[linked]], axis=1), axis=0)
+    pairs = np.unique(np.stack([u, v], axis=1), axis=0)
     return pa.table({"u": pairs[:, 0], "v": pairs[:, 1]}, schema=EDGE_SCHEMA)
+
+
+GROUP_COLUMN = "_group"
+CLUSTER_COLUMN = "_cluster"
+MEMBER_SCHEMA = pa.schema(
+    [
+        pa.field(UID_COLUMN, pa.int64()),
+        pa.field("duplicate_of", pa.string()),
+        pa.field("similarity", pa.float64()),
+        pa.field(CLUSTER_COLUMN, pa.string()),
+    ]
+)
+KEEPER_UID = "_keeper_uid"  # pick_keepers' column
 
 
 PAIR_CHUNK = 16_384  # candidate pairs compared at once (2 x 16k x 1 KiB of signatures)
@@ -340,7 +358,7 @@ def keepers_with_similarity(block: pa.Table, config: NearDedupConfig | None = No
         return MEMBER_SCHEMA.empty_table()
     uids = block.column(UID_COLUMN).to_numpy()
     own = matrix[rows_of(uids, losers.column(UID_COLUMN).to_numpy())]
-    keeper_uids = losers.column("_keeper_uid").to_numpy()
+    keeper_uids = losers.column(KEEPER_UID).to_numpy()
     keeper = matrix[rows_of(uids, keeper_uids)]
     keeper_uid_set, first = np.unique(keeper_uids, return_index=True)
     loser_rows = pa.table(
@@ -375,11 +393,7 @@ PAYLOAD_V = "_payload_v"
 
 
 def unique_edges(block: pa.Table) -> pa.Table:
-    if block.num_rows == 0:
-        return EDGE_SCHEMA.empty_table()
-    pairs = np.stack([block.column("u").to_numpy(), block.column("v").to_numpy()], axis=1)
-    pairs = np.unique(pairs, axis=0)
-    return pa.table({"u": pairs[:, 0], "v": pairs[:, 1]}, schema=EDGE_SCHEMA)
+    return unique_pairs(block.column("u").to_numpy(), block.column("v").to_numpy())
 
 
 def checked_edges(batch: pa.Table, config: NearDedupConfig) -> pa.Table:
@@ -388,27 +402,14 @@ def checked_edges(batch: pa.Table, config: NearDedupConfig) -> pa.Table:
     inside a component."""
     if batch.num_rows == 0:
         return EDGE_SCHEMA.empty_table()
+    # Both ends stacked: row i's u end is row i, its v end row i + n.
+    ends = pa.chunked_array(batch.column(PAYLOAD_U).chunks + batch.column(PAYLOAD_V).chunks)
+    rows = np.arange(batch.num_rows)
+    pairs = np.stack([rows, rows + batch.num_rows], axis=1)
     if config.verify == "signature":
-        ends = signature_matrix(
-            pa.concat_arrays(
-                [batch.column(PAYLOAD_U).combine_chunks(), batch.column(PAYLOAD_V).combine_chunks()]
-            )
-        )
-        rows = np.arange(batch.num_rows)
-        similarity = signature_similarity(ends, np.stack([rows, rows + batch.num_rows], axis=1))
+        similarity = signature_similarity(signature_matrix(ends), pairs)
     else:
-        shingler = config.shingler()
-        similarity = np.array(
-            [
-                exact_jaccard(shingler.shingle_hashes(a or ""), shingler.shingle_hashes(b or ""))
-                for a, b in zip(
-                    batch.column(PAYLOAD_U).to_pylist(),
-                    batch.column(PAYLOAD_V).to_pylist(),
-                    strict=True,
-                )
-            ],
-            dtype=np.float64,
-        )
+        similarity = shingle_similarity(ends, pairs, config.shingler())
     kept = pa.array(similarity >= config.threshold)
     return batch.select(["u", "v"]).filter(kept).cast(EDGE_SCHEMA)
 
@@ -417,7 +418,6 @@ def checked_edges(batch: pa.Table, config: NearDedupConfig) -> pa.Table:
 # n members is spread over ceil(n / SALT_ROWS) groups, each of which gets a copy of the
 # keeper's signature, so no task holds more than SALT_ROWS losers' signatures.
 SALT_ROWS = 4096
-KEEPER_UID = "_keeper_uid"
 SALT_COLUMN = "_salt"
 SALTS_COLUMN = "_salts"
 KEEPER_FLAG = "_is_keeper"
@@ -426,7 +426,7 @@ ASSIGNMENT_SCHEMA = pa.schema(
         pa.field(UID_COLUMN, pa.int64()),
         pa.field(KEEPER_UID, pa.int64()),
         pa.field("duplicate_of", pa.string()),
-        pa.field("_cluster", pa.string()),
+        pa.field(CLUSTER_COLUMN, pa.string()),
         pa.field(SALT_COLUMN, pa.int64()),
         pa.field(SALTS_COLUMN, pa.int64()),
     ]
@@ -443,8 +443,8 @@ def keeper_assignments(block: pa.Table, salt_rows: int = SALT_ROWS) -> pa.Table:
     """Per cluster of a block of whole clusters (``root`` with uid, id and rank; no
     signatures): the keeper by rank (``pick_keepers``), and each loser's keeper and salt. The
     keeper's own row has salt -1 and the number of salts its cluster is spread over."""
-    losers = pick_keepers("root", block) if block.num_rows else None
-    if losers is None or losers.num_rows == 0:
+    losers = pick_keepers("root", block)
+    if losers.num_rows == 0:
         return ASSIGNMENT_SCHEMA.empty_table()
     keeper_of = losers.column(KEEPER_UID).to_numpy()
     keepers, first, counts = np.unique(keeper_of, return_index=True, return_counts=True)
@@ -456,7 +456,7 @@ def keeper_assignments(block: pa.Table, salt_rows: int = SALT_ROWS) -> pa.Table:
             UID_COLUMN: losers.column(UID_COLUMN),
             KEEPER_UID: losers.column(KEEPER_UID),
             "duplicate_of": clusters,
-            "_cluster": clusters,
+            CLUSTER_COLUMN: clusters,
             SALT_COLUMN: salt_of(losers.column(UID_COLUMN).to_numpy(), loser_salts),
             SALTS_COLUMN: loser_salts,
         },
@@ -467,7 +467,7 @@ def keeper_assignments(block: pa.Table, salt_rows: int = SALT_ROWS) -> pa.Table:
             UID_COLUMN: keepers,
             KEEPER_UID: keepers,
             "duplicate_of": pa.nulls(len(keepers), pa.string()),
-            "_cluster": clusters.take(pa.array(first)),
+            CLUSTER_COLUMN: clusters.take(pa.array(first)),
             SALT_COLUMN: np.full(len(keepers), -1, dtype=np.int64),
             SALTS_COLUMN: salts,
         },
@@ -532,7 +532,7 @@ def scored_against_keeper(block: pa.Table) -> pa.Table:
                 pa.float64(),
                 mask=np.r_[np.zeros(len(losers), bool), np.ones(len(first_copy), bool)],
             ),
-            CLUSTER_COLUMN: block.column("_cluster").take(pa.array(rows)),
+            CLUSTER_COLUMN: block.column(CLUSTER_COLUMN).take(pa.array(rows)),
         },
         schema=MEMBER_SCHEMA,
     )
@@ -614,18 +614,6 @@ def resolved_by_joins(
     return grouped_blocks(
         with_signatures, [KEEPER_UID, SALT_COLUMN], scored_against_keeper, partitions
     ).materialize()
-
-
-GROUP_COLUMN = "_group"
-CLUSTER_COLUMN = "_cluster"
-MEMBER_SCHEMA = pa.schema(
-    [
-        pa.field(UID_COLUMN, pa.int64()),
-        pa.field("duplicate_of", pa.string()),
-        pa.field("similarity", pa.float64()),
-        pa.field(CLUSTER_COLUMN, pa.string()),
-    ]
-)
 
 
 def by_size(labels: pa.Table, *, cap: int, large: bool) -> pa.Table:
