@@ -7,6 +7,9 @@
 - ``mark_drops`` joins a table of losers (``_uid`` plus detail columns) back onto the corpus
   and stamps ``drop_reason``. The join is a hash shuffle whose partition count grows with the
   data, so no reduce task holds more than ``run.shuffle_partition_bytes`` of it.
+
+Both run their per-block function through ``releasing``: a worker hands what the block freed
+back to the system before its next task (pipeline.memory).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pyarrow.compute as pc
 import ray
 
 from pipeline.dedup_keys import UID_COLUMN, row_uids
+from pipeline.memory import releasing
 from pipeline.schema import FLOW_SCHEMA
 from pipeline.stage import GlobalContext, StageCounts
 
@@ -47,7 +51,7 @@ def grouped_blocks(
     each block sorted by it."""
     keys = [key] if isinstance(key, str) else list(key)
     return dataset.repartition(num_partitions, keys=keys, sort=True).map_batches(
-        fn, batch_size=None, batch_format="pyarrow"
+        releasing(fn), batch_size=None, batch_format="pyarrow"
     )
 
 
@@ -162,13 +166,15 @@ def mark_drops(
         on=(UID_COLUMN,),
     )
     return joined.map_batches(
-        partial(
-            apply_losers,
-            reason=reason,
-            detail_columns=detail_columns,
-            position=context.position,
-            tally=context.tally,
-            cluster_column=cluster_column,
+        releasing(
+            partial(
+                apply_losers,
+                reason=reason,
+                detail_columns=detail_columns,
+                position=context.position,
+                tally=context.tally,
+                cluster_column=cluster_column,
+            )
         ),
         batch_format="pyarrow",
     )

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from pipeline.accounting import FATES, Summary, check_conservation, summarize_batch
 from pipeline.config import DataRecipe, StageSpec
 from pipeline.ingest import INGEST_REASONS, InputConfig, ingest_file
+from pipeline.memory import releasing
 from pipeline.read import InputFile, list_input_files
 from pipeline.registry import is_global, reason_owners, stage_class
 from pipeline.stage import GlobalContext, Resources, Stage, StageCounts
@@ -344,12 +345,14 @@ def write_all(
         batch_format="pyarrow",
     )
     written = keyed.groupby(SHARD_KEY, num_partitions=max(1, total_shards)).map_groups(
-        partial(
-            write_shard,
-            output_path=output_path,
-            shards_per_fate=shards_per_fate,
-            compression=recipe.output.compression,
-            row_group_rows=recipe.output.row_group_rows,
+        releasing(
+            partial(
+                write_shard,
+                output_path=output_path,
+                shards_per_fate=shards_per_fate,
+                compression=recipe.output.compression,
+                row_group_rows=recipe.output.row_group_rows,
+            )
         ),
         batch_format="pyarrow",
     )
