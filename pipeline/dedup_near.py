@@ -8,11 +8,12 @@
       one keeper per cluster, losers -> duplicate_of and estimated similarity
     losers --join onto corpus--> dedup.near
 
-Components with more than ``max_component_rows`` members (by default what fits in one
-shuffle partition) are resolved by ``resolved_by_joins`` instead, to the same decisions: their
-edges are joined with both ends' signatures and checked, the checked edges clustered, keepers
-picked on a shuffle without signatures, and losers scored against keeper signatures copied to
-salted groups. No task there holds more than a bounded number of signatures.
+Components with more than ``max_component_rows`` members (by default what fits in a quarter
+of a shuffle partition, ``COMPONENT_SHARE``) are resolved by ``resolved_by_joins`` instead,
+to the same decisions: their edges are joined with both ends' signatures and checked, the
+checked edges clustered, keepers picked on a shuffle without signatures, and losers scored
+against keeper signatures copied to salted groups. No task there holds more than a bounded
+number of signatures.
 
 Candidates, then checks. LSH alone is a blunt threshold: with bands and rows that balance
 false positives and false negatives at 0.7, a pair at Jaccard exactly 0.7 is found 44% of the
@@ -64,6 +65,7 @@ from pipeline.dedup_keys import (
     row_uids,
 )
 from pipeline.distributed import count_alive, grouped_blocks, mark_drops, partitions_for
+from pipeline.memory import release_freed_memory
 from pipeline.minhash import (
     MinHasher,
     Shingler,
@@ -111,7 +113,7 @@ class NearDedupConfig(StageConfig):
     # Candidate components of up to this many records are checked and resolved in one task
     # with their signatures (one block of the shuffle on the root); larger ones go through
     # joins whose tasks hold a bounded number of signatures, whatever the component's size.
-    # Unset: as many as fit in one shuffle partition (``run.shuffle_partition_bytes``).
+    # Unset: as many as fit in a quarter of a shuffle partition (``COMPONENT_SHARE``).
     # 0 sends every component through the joins.
     max_component_rows: int | None = Field(None, ge=0)
 
@@ -157,7 +159,7 @@ class NearDedupConfig(StageConfig):
     def component_row_cap(self, partition_bytes: int) -> int:
         if self.max_component_rows is not None:
             return self.max_component_rows
-        return max(1, partition_bytes // member_bytes(self.num_perm))
+        return max(1, partition_bytes // (COMPONENT_SHARE * member_bytes(self.num_perm)))
 
     def shingler(self) -> Shingler:
         return Shingler(word_ngram=self.word_ngram, char_ngram=self.char_ngram)
@@ -170,6 +172,11 @@ class NearDedupConfig(StageConfig):
         )
 
 
+# Rows a Signatures actor turns into signatures at a time (about 3 MB of alpaca-sized
+# records; the key texts become Python strings and lists on the way).
+SIGNATURE_SLICE_ROWS = 4096
+
+
 class Signatures:
     """Ray Data callable: MinHash signatures of the live rows of each batch (actor pool, so
     the kernel's JIT compile happens once per worker)."""
@@ -180,6 +187,25 @@ class Signatures:
         self.file_index = file_index
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        # Slices of SIGNATURE_SLICE_ROWS, each one's Python lists and hash buffers returned to
+        # the system before the next: what an actor holds does not depend on the batch size
+        # Ray Data hands it (a whole read block), nor on how many batches it has run.
+        if batch.num_rows <= SIGNATURE_SLICE_ROWS:
+            return self.released(batch)
+        return pa.concat_tables(
+            [
+                self.released(batch.slice(start, SIGNATURE_SLICE_ROWS))
+                for start in range(0, batch.num_rows, SIGNATURE_SLICE_ROWS)
+            ]
+        )
+
+    def released(self, batch: pa.Table) -> pa.Table:
+        try:
+            return self.signed(batch)
+        finally:
+            release_freed_memory()
+
+    def signed(self, batch: pa.Table) -> pa.Table:
         batch = alive(batch)
         texts = key_texts(batch, self.config.key)
         signatures = self.hasher.signatures(texts)
@@ -380,6 +406,27 @@ def keepers_with_similarity(block: pa.Table, config: NearDedupConfig | None = No
         schema=MEMBER_SCHEMA,
     )
     return pa.concat_tables([loser_rows, keeper_rows])
+
+
+# The per-component step's blocks aim at 1/COMPONENT_SHARE of ``run.shuffle_partition_bytes``
+# of candidates, and by default a component over that share goes through the joins. A block
+# then holds about half a partition with its largest component, with room to spare for hash
+# imbalance. The step copies its block a few times (gather, sort, signature matrix); with a
+# whole partition's worth per block and per component (the old default), its largest block
+# on the 1M benchmark corpus at 16 MiB partitions was 21 MB and it peaked at 253-261 MiB;
+# with a quarter, at 224, where the partition-sized joins and writes reach 211-213
+# (BENCHMARKS.md).
+COMPONENT_SHARE = 4
+
+
+def member_partitions(candidates: int, signatures: ray.data.Dataset, context: GlobalContext) -> int:
+    """Partitions of the shuffle on the root: ``candidates`` rows of the signature table, at
+    most 1/COMPONENT_SHARE of a shuffle partition each on average. Sizes are block metadata of
+    the materialized signatures: no data moves."""
+    rows = signatures.count()
+    row_bytes = (signatures.size_bytes() or 0) / rows if rows else 0
+    share = context.partition_bytes / COMPONENT_SHARE
+    return max(1, context.workers, math.ceil(candidates * row_bytes / share))
 
 
 def member_bytes(num_perm: int) -> int:
@@ -654,7 +701,9 @@ class NearDedup(GlobalStage):
             edges, partitions, single_task_max_edges=config.single_task_max_edges, sizes=True
         )
         cap = config.component_row_cap(context.partition_bytes)
-        small = labels.map_batches(partial(by_size, cap=cap, large=False), batch_format="pyarrow")
+        small = labels.map_batches(
+            partial(by_size, cap=cap, large=False), batch_format="pyarrow"
+        ).materialize()
         large = labels.map_batches(
             partial(by_size, cap=cap, large=True), batch_format="pyarrow"
         ).materialize()
@@ -664,7 +713,9 @@ class NearDedup(GlobalStage):
             signatures, join_type="inner", num_partitions=partitions, on=(UID_COLUMN,)
         )
         per_component = partial(keepers_with_similarity, config=config)
-        losers = grouped_blocks(members, "root", per_component, partitions).materialize()
+        losers = grouped_blocks(
+            members, "root", per_component, member_partitions(small.count(), signatures, context)
+        ).materialize()
         if large.count():
             # Components larger than one task should hold: the same decisions, by joins.
             losers = losers.union(

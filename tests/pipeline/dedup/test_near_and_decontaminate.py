@@ -102,9 +102,10 @@ def test_near_dedup_config_errors_name_the_key(options, message_part):
     assert "near_dedup" in text and message_part in text
 
 
-def test_component_row_cap_fits_one_partition_unless_set():
-    # 128 slots of 8 bytes plus 96 bytes of uid, root, rank and id: 1,120 bytes a member.
-    assert NearDedupConfig().component_row_cap(16 * 2**20) == 14_979
+def test_component_row_cap_fits_a_quarter_partition_unless_set():
+    # 128 slots of 8 bytes plus 96 bytes of uid, root, rank and id: 1,120 bytes a member,
+    # in a quarter of 16 MiB.
+    assert NearDedupConfig().component_row_cap(16 * 2**20) == 3_744
     assert NearDedupConfig(max_component_rows=0).component_row_cap(16 * 2**20) == 0
 
 
