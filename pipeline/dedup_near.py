@@ -701,9 +701,7 @@ class NearDedup(GlobalStage):
             edges, partitions, single_task_max_edges=config.single_task_max_edges, sizes=True
         )
         cap = config.component_row_cap(context.partition_bytes)
-        small = labels.map_batches(
-            partial(by_size, cap=cap, large=False), batch_format="pyarrow"
-        ).materialize()
+        small = labels.map_batches(partial(by_size, cap=cap, large=False), batch_format="pyarrow")
         large = labels.map_batches(
             partial(by_size, cap=cap, large=True), batch_format="pyarrow"
         ).materialize()
@@ -713,8 +711,10 @@ class NearDedup(GlobalStage):
             signatures, join_type="inner", num_partitions=partitions, on=(UID_COLUMN,)
         )
         per_component = partial(keepers_with_similarity, config=config)
+        # Sized for every candidate (a count from block metadata), the large components' too:
+        # never fewer partitions than the small ones need.
         losers = grouped_blocks(
-            members, "root", per_component, member_partitions(small.count(), signatures, context)
+            members, "root", per_component, member_partitions(labels.count(), signatures, context)
         ).materialize()
         if large.count():
             # Components larger than one task should hold: the same decisions, by joins.
