@@ -64,8 +64,14 @@ from pipeline.dedup_keys import (
     pick_keepers,
     row_uids,
 )
-from pipeline.distributed import count_alive, grouped_blocks, mark_drops, partitions_for
-from pipeline.memory import release_freed_memory
+from pipeline.distributed import (
+    count_alive,
+    grouped_blocks,
+    mark_drops,
+    partitions_for,
+    partitions_for_bytes,
+)
+from pipeline.memory import releasing
 from pipeline.minhash import (
     MinHasher,
     Shingler,
@@ -85,6 +91,16 @@ VerifyMode = Literal["none", "signature", "exact"]
 # (BENCHMARKS.md) 0.9 against 0.5 raised en F1 at 0.7 from 0.944 to 0.972 with signature checks.
 BALANCED_WEIGHTS = (0.5, 0.5)
 RECALL_WEIGHTS = (0.1, 0.9)
+
+
+# The per-component step's blocks aim at 1/COMPONENT_SHARE of ``run.shuffle_partition_bytes``
+# of candidates, and by default a component over that share goes through the joins. A block
+# then holds about half a partition with its largest component, with room to spare for hash
+# imbalance. The step copies its block a few times (gather, sort, signature matrix); with a
+# whole partition's worth per block and per component (the old default), its largest block
+# on the 1M benchmark corpus at 16 MiB partitions was 21 MB and it peaked at 253-261 MiB;
+# with a quarter, at 204, under the partition-sized joins and writes (213-217; BENCHMARKS.md).
+COMPONENT_SHARE = 4
 
 
 class NearDedupConfig(StageConfig):
@@ -189,21 +205,11 @@ class Signatures:
     def __call__(self, batch: pa.Table) -> pa.Table:
         # Slices of SIGNATURE_SLICE_ROWS, each one's Python lists and hash buffers returned to
         # the system before the next: what an actor holds does not depend on the batch size
-        # Ray Data hands it (a whole read block), nor on how many batches it has run.
-        if batch.num_rows <= SIGNATURE_SLICE_ROWS:
-            return self.released(batch)
-        return pa.concat_tables(
-            [
-                self.released(batch.slice(start, SIGNATURE_SLICE_ROWS))
-                for start in range(0, batch.num_rows, SIGNATURE_SLICE_ROWS)
-            ]
-        )
-
-    def released(self, batch: pa.Table) -> pa.Table:
-        try:
-            return self.signed(batch)
-        finally:
-            release_freed_memory()
+        # Ray Data hands it (a whole read block), nor on how many batches it has run. An
+        # empty batch is one empty slice, for the schema.
+        sign = releasing(self.signed)
+        starts = range(0, max(batch.num_rows, 1), SIGNATURE_SLICE_ROWS)
+        return pa.concat_tables([sign(batch.slice(at, SIGNATURE_SLICE_ROWS)) for at in starts])
 
     def signed(self, batch: pa.Table) -> pa.Table:
         batch = alive(batch)
@@ -408,17 +414,6 @@ def keepers_with_similarity(block: pa.Table, config: NearDedupConfig | None = No
     return pa.concat_tables([loser_rows, keeper_rows])
 
 
-# The per-component step's blocks aim at 1/COMPONENT_SHARE of ``run.shuffle_partition_bytes``
-# of candidates, and by default a component over that share goes through the joins. A block
-# then holds about half a partition with its largest component, with room to spare for hash
-# imbalance. The step copies its block a few times (gather, sort, signature matrix); with a
-# whole partition's worth per block and per component (the old default), its largest block
-# on the 1M benchmark corpus at 16 MiB partitions was 21 MB and it peaked at 253-261 MiB;
-# with a quarter, at 224, where the partition-sized joins and writes reach 211-213
-# (BENCHMARKS.md).
-COMPONENT_SHARE = 4
-
-
 def member_partitions(candidates: int, signatures: ray.data.Dataset, context: GlobalContext) -> int:
     """Partitions of the shuffle on the root: ``candidates`` rows of the signature table, at
     most 1/COMPONENT_SHARE of a shuffle partition each on average. Sizes are block metadata of
@@ -426,7 +421,7 @@ def member_partitions(candidates: int, signatures: ray.data.Dataset, context: Gl
     rows = signatures.count()
     row_bytes = (signatures.size_bytes() or 0) / rows if rows else 0
     share = context.partition_bytes / COMPONENT_SHARE
-    return max(1, context.workers, math.ceil(candidates * row_bytes / share))
+    return partitions_for_bytes(candidates * row_bytes, context, share)
 
 
 def member_bytes(num_perm: int) -> int:

@@ -37,8 +37,16 @@ def partitions_for(dataset: ray.data.Dataset, context: GlobalContext) -> int:
     """Enough hash partitions that each holds at most ``context.partition_bytes`` of
     ``dataset``, and at least one per worker. ``size_bytes`` is block metadata on a
     materialized dataset: no data moves."""
-    size = dataset.size_bytes() or 0
-    return max(1, context.workers, math.ceil(size / context.partition_bytes))
+    return partitions_for_bytes(dataset.size_bytes() or 0, context)
+
+
+def partitions_for_bytes(
+    size: float, context: GlobalContext, partition_bytes: float | None = None
+) -> int:
+    """Enough hash partitions that each holds at most ``partition_bytes`` (by default
+    ``context.partition_bytes``) of ``size`` bytes, and at least one per worker."""
+    target = context.partition_bytes if partition_bytes is None else partition_bytes
+    return max(1, context.workers, math.ceil(size / target))
 
 
 def grouped_blocks(
