@@ -24,8 +24,16 @@ INLINE_OBJECT_BYTES = 1024
 # another, so what it kept from the last one counted in the next one's peak: in
 # `instructflow bench dedup-memory` at 1M records the largest worker's private memory was
 # 327 MiB with the default and 269 MiB with pages returned at once (two runs, 160 s and 164 s).
+# Ray Data's joins run their reduce in Polars, which allocates through its own jemalloc:
+# by default that keeps freed pages for seconds (`dirty_decay_ms`), so a join worker
+# entered each task holding the last one's. In one process, five left joins of 200k rows
+# left 127 MiB private with the default and 107 MiB with decay 0; in the 1M run of
+# `bench dedup-memory` the join of losers onto the corpus peaked at 201 MiB against 216.
 # A value already set in the driver's environment wins.
-WORKER_ENV = {"MIMALLOC_PURGE_DELAY": "0"}
+WORKER_ENV = {
+    "MIMALLOC_PURGE_DELAY": "0",
+    "_RJEM_MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0",
+}
 
 
 def worker_env() -> dict[str, str]:

@@ -8,6 +8,11 @@ import pytest
 
 from ops import cluster
 
+WORKER_ENV = {
+    "MIMALLOC_PURGE_DELAY": "0",
+    "_RJEM_MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0",
+}
+
 
 @pytest.fixture
 def captured_init(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
@@ -22,7 +27,7 @@ def test_local_ray_gets_the_worker_env_and_the_inline_limit(captured_init) -> No
 
     (kwargs,) = captured_init
     assert kwargs["num_cpus"] == 2
-    assert kwargs["runtime_env"] == {"env_vars": {"MIMALLOC_PURGE_DELAY": "0"}}
+    assert kwargs["runtime_env"] == {"env_vars": WORKER_ENV}
     assert kwargs["_system_config"] == {"max_direct_call_object_size": 1024}
 
 
@@ -33,7 +38,7 @@ def test_cluster_gets_the_packages_and_the_worker_env(captured_init) -> None:
     assert kwargs["address"] == "ray://head:10001"
     runtime_env = kwargs["runtime_env"]
     assert [module.__name__ for module in runtime_env["py_modules"]] == ["pipeline", "ops", "train"]
-    assert runtime_env["env_vars"] == {"MIMALLOC_PURGE_DELAY": "0"}
+    assert runtime_env["env_vars"] == WORKER_ENV
 
 
 def test_a_value_set_in_the_drivers_environment_wins(
@@ -43,7 +48,9 @@ def test_a_value_set_in_the_drivers_environment_wins(
 
     cluster.connect(None, progress_bars=False)
 
-    assert captured_init[0]["runtime_env"] == {"env_vars": {"MIMALLOC_PURGE_DELAY": "250"}}
+    assert captured_init[0]["runtime_env"] == {
+        "env_vars": {**WORKER_ENV, "MIMALLOC_PURGE_DELAY": "250"}
+    }
 
 
 def test_ray_workers_run_with_the_worker_env(ray_session) -> None:
@@ -54,3 +61,16 @@ def test_ray_workers_run_with_the_worker_env(ray_session) -> None:
         return os.environ.get("MIMALLOC_PURGE_DELAY")
 
     assert ray_session.get(purge_delay.remote()) == "0"
+
+
+def test_a_task_with_its_own_env_vars_keeps_the_worker_env(ray_session) -> None:
+    """Ray Data's join reduce sets POLARS_MAX_THREADS in its task's runtime_env; Ray merges
+    env_vars with the job's, so Polars' jemalloc still starts with decay 0."""
+
+    @ray_session.remote(runtime_env={"env_vars": {"POLARS_MAX_THREADS": "1"}})
+    def environment() -> tuple[str | None, str | None]:
+        import os
+
+        return os.environ.get("POLARS_MAX_THREADS"), os.environ.get("_RJEM_MALLOC_CONF")
+
+    assert ray_session.get(environment.remote()) == ("1", WORKER_ENV["_RJEM_MALLOC_CONF"])
