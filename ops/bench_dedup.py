@@ -49,6 +49,7 @@ from ops.dedup_benchmark import (
     read_labels,
     score,
 )
+from ops.memory_corpus import write_fixed_rate_corpus
 from ops.synthetic import DirtConfig, write_corpus
 from pipeline.config import DataRecipe, parse_recipe
 
@@ -497,44 +498,64 @@ def object_store_bytes() -> int:
     return int(match.group(1)) << 20 if match else 0
 
 
-def memory_corpus(corpus_dir: Path, records: int, seed: int) -> tuple[float, int]:
-    """``records`` generated alpaca records with ``DirtConfig.typical()`` (5% exact and 3%
-    near duplicates among its dirt) in files of MEMORY_RECORDS_PER_FILE; seconds spent and
-    bytes. A corpus already there for the same size and seed is reused."""
+MEMORY_CORPORA = ("fixed-rate", "templates")
+
+
+def memory_corpus(
+    corpus_dir: Path, records: int, seed: int, kind: str = "fixed-rate"
+) -> tuple[float, int]:
+    """``records`` generated alpaca records in files of MEMORY_RECORDS_PER_FILE; seconds
+    spent and bytes. ``fixed-rate`` (``ops.memory_corpus``): duplicates, near duplicates and
+    400-member families at the same rates at every size. ``templates``: ``ops.synthetic`` with
+    ``DirtConfig.typical()`` (5% exact and 3% near duplicates), whose chance near duplicates
+    grow faster than the corpus. A corpus already there for the same arguments is reused."""
+    if kind not in MEMORY_CORPORA:
+        raise ValueError(f"memory corpus {kind!r}: expected one of {', '.join(MEMORY_CORPORA)}")
     marker = corpus_dir / "COMPLETE"
     wanted = f"{records} {seed} {MEMORY_RECORDS_PER_FILE}"
+    if kind != "templates":
+        wanted += f" {kind}"
     if marker.exists() and marker.read_text() == wanted:
         return 0.0, sum(path.stat().st_size for path in corpus_dir.glob("*.jsonl"))
     shutil.rmtree(corpus_dir, ignore_errors=True)
     corpus_dir.mkdir(parents=True)
     started = time.perf_counter()
     per_file = MEMORY_RECORDS_PER_FILE
-    for index in range(-(-records // per_file)):
-        count = min(per_file, records - index * per_file)
-        if count > 0:
-            write_corpus(
-                corpus_dir / f"part-{index:04d}.jsonl",
-                count,
-                seed=seed + index,
-                dirt=DirtConfig.typical(),
-            )
+    if kind == "fixed-rate":
+        write_fixed_rate_corpus(corpus_dir, records, seed=seed, records_per_file=per_file)
+    else:
+        for index in range(-(-records // per_file)):
+            count = min(per_file, records - index * per_file)
+            if count > 0:
+                write_corpus(
+                    corpus_dir / f"part-{index:04d}.jsonl",
+                    count,
+                    seed=seed + index,
+                    dirt=DirtConfig.typical(),
+                )
     marker.write_text(wanted)
     seconds = time.perf_counter() - started
     return seconds, sum(path.stat().st_size for path in corpus_dir.glob("*.jsonl"))
 
 
 def memory_recipe(
-    corpus_dir: Path, output: Path, seed: int, workers: int, partition_mb: int = MEMORY_PARTITION_MB
+    corpus_dir: Path,
+    output: Path,
+    seed: int,
+    workers: int,
+    partition_mb: int = MEMORY_PARTITION_MB,
+    near_options: dict[str, Any] | None = None,
 ) -> DataRecipe:
-    """exact_dedup then near_dedup with shuffle partitions and output shards of
-    ``partition_mb``: small enough that the smallest corpus already fills them, so every size
-    runs at the bound and only the partition count grows."""
+    """exact_dedup then near_dedup (with ``near_options``) with shuffle partitions and output
+    shards of ``partition_mb``: small enough that the smallest corpus already fills them, so
+    every size runs at the bound and only the partition count grows."""
     return parse_recipe(
         {
             "name": "bench-dedup-memory",
             "seed": seed,
-            "inputs": [{"path": str(corpus_dir), "format": "alpaca"}],
-            "stages": [{"exact_dedup": {}}, {"near_dedup": {}}],
+            # The parts only: the COMPLETE marker beside them is not a record.
+            "inputs": [{"path": str(corpus_dir / "part-*.jsonl"), "format": "alpaca"}],
+            "stages": [{"exact_dedup": {}}, {"near_dedup": dict(near_options or {})}],
             "output": {"path": str(output), "shard_target_bytes": partition_mb << 20},
             "run": {
                 "progress_bars": False,
@@ -551,6 +572,7 @@ def memory_run(
     seed: int,
     workers: int,
     partition_mb: int = MEMORY_PARTITION_MB,
+    near_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One size: ``execute`` on a fresh Ray (unless one runs already) under the sampler."""
     import ray
@@ -558,7 +580,7 @@ def memory_run(
     from ops.cluster import connect
     from pipeline.plan import execute
 
-    recipe = memory_recipe(corpus_dir, output, seed, workers, partition_mb)
+    recipe = memory_recipe(corpus_dir, output, seed, workers, partition_mb, near_options)
     started_ray = not ray.is_initialized()
     connect(None, progress_bars=False, num_cpus=workers)
     shutil.rmtree(output, ignore_errors=True)
@@ -589,6 +611,8 @@ def bench_dedup_memory(
     seed: int,
     json_out: str | None = None,
     partition_mb: int = MEMORY_PARTITION_MB,
+    near_options: dict[str, Any] | None = None,
+    corpus: str = "fixed-rate",
 ) -> dict[str, Any]:
     """Peak memory of exact + near dedup per corpus size, same workers for every size."""
     logging.getLogger("ray").setLevel(logging.WARNING)
@@ -597,15 +621,28 @@ def bench_dedup_memory(
             f"need sizes >= 1, workers >= 1 and partition_mb >= 1, "
             f"got {sizes}, {workers}, {partition_mb}"
         )
+    if corpus not in MEMORY_CORPORA:
+        raise ValueError(f"--corpus {corpus!r}: expected one of {', '.join(MEMORY_CORPORA)}")
     root = Path(workdir).resolve()
+    # A bad near_dedup option fails here, naming the key, before any corpus or Ray starts.
+    memory_recipe(root, root / "output", seed, workers, partition_mb, near_options)
     runs = []
     for size in sizes:
-        corpus_dir = root / f"memory-corpus-{size}"
-        generate_seconds, corpus_bytes = memory_corpus(corpus_dir, size, seed)
+        # The template corpus keeps its old directory, so that runs before --corpus reuse it.
+        prefix = "memory-corpus" if corpus == "templates" else f"memory-corpus-{corpus}"
+        corpus_dir = root / f"{prefix}-{size}"
+        generate_seconds, corpus_bytes = memory_corpus(corpus_dir, size, seed, corpus)
         row = {"records": size, "corpus_mb": round(corpus_bytes / 1e6, 1)}
         row["generate_seconds"] = round(generate_seconds, 2)
         row.update(
-            memory_run(corpus_dir, root / f"memory-output-{size}", seed, workers, partition_mb)
+            memory_run(
+                corpus_dir,
+                root / f"memory-output-{size}",
+                seed,
+                workers,
+                partition_mb,
+                near_options,
+            )
         )
         runs.append(row)
         print_memory_row(row)
@@ -613,6 +650,8 @@ def bench_dedup_memory(
         "workers": workers,
         "seed": seed,
         "partition_mb": partition_mb,
+        "corpus": corpus,
+        "near_options": dict(near_options or {}),
         "runs": runs,
     }
     print_memory_by_task(runs)

@@ -159,7 +159,7 @@ def _bench_dedup(args: argparse.Namespace) -> int:
 
 
 def _bench_dedup_memory(args: argparse.Namespace) -> int:
-    from ops.bench_dedup import bench_dedup_memory
+    from ops.bench_dedup import bench_dedup_memory, parse_options
 
     bench_dedup_memory(
         args.sizes,
@@ -168,6 +168,8 @@ def _bench_dedup_memory(args: argparse.Namespace) -> int:
         seed=args.seed,
         json_out=args.json_out,
         partition_mb=args.partition_mb,
+        near_options=parse_options(args.near_option),
+        corpus=args.corpus,
     )
     return 0
 
@@ -386,6 +388,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=16,
         help="shuffle partitions and output shards of this size; small enough that every "
         "worker runs several batches of the smallest corpus (default 16)",
+    )
+    memory_bench.add_argument(
+        "--near-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a near_dedup option, e.g. max_component_rows=256 (repeatable)",
+    )
+    memory_bench.add_argument(
+        "--corpus",
+        choices=["fixed-rate", "templates"],
+        default="fixed-rate",
+        help="fixed-rate: duplicates and 400-member families at the same rates at every size "
+        "(default); templates: ops.synthetic, whose chance near duplicates grow with the corpus",
     )
     memory_bench.set_defaults(handler=_bench_dedup_memory)
 

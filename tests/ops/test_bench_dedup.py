@@ -12,6 +12,8 @@ from ops.bench_dedup import (
     MemorySampler,
     bench_dedup,
     bench_dedup_memory,
+    memory_corpus,
+    memory_recipe,
     parse_options,
     speed_ratios,
 )
@@ -78,10 +80,32 @@ def test_bench_dedup_memory_tiny_run(ray_session, tmp_path: Path) -> None:
     assert run["records"] == 200
     assert run["output"] + run["rejects"] == 200
     assert run["dropped"].get("dedup.exact", 0) > 0  # the generator's 5% exact duplicates
+    assert set(run["dropped"]) <= {"dedup.exact", "dedup.near"}  # the marker is not read
     assert run["samples"] >= 1 and run["workers_seen"] >= 1
     assert 0 < run["worker_private"] <= run["worker_rss"] <= run["worker_total_rss"]
     assert run["driver_rss"] > 0
     assert report["worker_rss_ratio_largest_over_smallest"] == 1.0
+
+
+def test_bench_dedup_memory_passes_near_options_and_rejects_bad_ones(tmp_path: Path) -> None:
+    recipe = memory_recipe(tmp_path, tmp_path / "out", 0, 2, 4, {"max_component_rows": 256})
+    near = recipe.stages[1].config
+    assert near.max_component_rows == 256
+    assert recipe.run.shuffle_partition_bytes == 4 << 20
+    with pytest.raises(RecipeError, match="max_component_rows"):
+        bench_dedup_memory([200], 2, str(tmp_path), 0, near_options={"max_component_rows": "many"})
+    assert not any(tmp_path.iterdir())  # no corpus generated, no Ray started
+
+
+@pytest.mark.parametrize("kind", ["fixed-rate", "templates"])
+def test_memory_corpus_writes_parts_and_reuses_them(tmp_path: Path, kind: str) -> None:
+    seconds, size = memory_corpus(tmp_path / kind, 300, 0, kind)
+    parts = sorted((tmp_path / kind).glob("part-*.jsonl"))
+    assert size == sum(p.stat().st_size for p in parts) > 0
+    assert sum(p.read_bytes().count(b"\n") for p in parts) == 300
+    assert memory_corpus(tmp_path / kind, 300, 0, kind) == (0.0, size)  # reused
+    with pytest.raises(ValueError, match="fixed-rate, templates"):
+        memory_corpus(tmp_path / "other", 300, 0, "c4")
 
 
 def test_memory_sampler_sees_this_sessions_workers(ray_session) -> None:
@@ -147,4 +171,6 @@ def test_cli_wires_both_subcommands() -> None:
     assert (args.records, args.threshold, args.datatrove) == (100, [0.7], False)
     assert args.languages == ["en", "zh"]
     args = parser.parse_args(["bench", "dedup-memory", "--sizes", "10", "20"])
-    assert args.sizes == [10, 20]
+    assert args.sizes == [10, 20] and args.near_option == []
+    args = parser.parse_args(["bench", "dedup-memory", "--near-option", "max_component_rows=256"])
+    assert args.near_option == ["max_component_rows=256"]
