@@ -18,26 +18,40 @@ import train
 # MiB of private memory at 100k records, 650 MiB at 1M (exact + near dedup). At 1 KiB it was
 # 246 MiB at 1M, at the same wall time. cluster.yaml starts the head with the same setting.
 INLINE_OBJECT_BYTES = 1024
+JEMALLOC_CONF = "_RJEM_MALLOC_CONF"
+# What polars/__init__.py (2.1) writes into JEMALLOC_CONF ahead of the value it found.
+POLARS_JEMALLOC_DEFAULT = "dirty_decay_ms:500,muzzy_decay_ms:1000"
 
 # Environment of every Ray worker. Arrow allocates through mimalloc, which by default keeps
 # freed pages for a while before handing them back. A worker runs one shuffle task after
 # another, so what it kept from the last one counted in the next one's peak: in
 # `instructflow bench dedup-memory` at 1M records the largest worker's private memory was
 # 327 MiB with the default and 269 MiB with pages returned at once (two runs, 160 s and 164 s).
-# Ray Data's joins run their reduce in Polars, which allocates through its own jemalloc:
-# by default that keeps freed pages for seconds (`dirty_decay_ms`), so a join worker
-# entered each task holding the last one's. In one process, five left joins of 200k rows
-# left 127 MiB private with the default and 107 MiB with decay 0; in the 1M run of
-# `bench dedup-memory` the join of losers onto the corpus peaked at 201 MiB against 216.
-# A value already set in the driver's environment wins.
+# Ray Data's joins run their reduce in Polars, which allocates through its own jemalloc and,
+# with Polars' settings, keeps freed pages for half a second to a second: in one process, five
+# left joins of 200k rows left 127 MiB private that way and 107 MiB with decay 0.
+# A value already set in the driver's environment wins (for jemalloc's options, option by
+# option: they are appended after ours, and jemalloc takes the last).
 WORKER_ENV = {
     "MIMALLOC_PURGE_DELAY": "0",
-    "_RJEM_MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0",
+    JEMALLOC_CONF: "dirty_decay_ms:0,muzzy_decay_ms:0",
 }
 
 
 def worker_env() -> dict[str, str]:
-    return {name: os.environ.get(name, value) for name, value in WORKER_ENV.items()}
+    env = {name: os.environ.get(name, value) for name, value in WORKER_ENV.items()}
+    users = without_polars_default(os.environ.get(JEMALLOC_CONF, ""))
+    env[JEMALLOC_CONF] = ",".join(filter(None, [WORKER_ENV[JEMALLOC_CONF], users]))
+    return env
+
+
+def without_polars_default(conf: str) -> str:
+    """``conf`` less what ``import polars`` put in front of it. Polars writes its defaults
+    into the variable on import, before what was there, so once this process has imported
+    it (a run does) the variable is Polars' settings, not a user's choice."""
+    if conf.startswith(POLARS_JEMALLOC_DEFAULT):
+        conf = conf[len(POLARS_JEMALLOC_DEFAULT) :]
+    return conf.strip(",")
 
 
 def connect(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -51,6 +52,34 @@ def test_a_value_set_in_the_drivers_environment_wins(
     assert captured_init[0]["runtime_env"] == {
         "env_vars": {**WORKER_ENV, "MIMALLOC_PURGE_DELAY": "250"}
     }
+
+
+def test_polars_own_jemalloc_defaults_do_not_count_as_a_users_choice(
+    monkeypatch: pytest.MonkeyPatch, captured_init
+) -> None:
+    import polars  # noqa: F401  (writes its defaults into the variable, as a run does)
+
+    assert os.environ[cluster.JEMALLOC_CONF].startswith(cluster.POLARS_JEMALLOC_DEFAULT)
+    cluster.connect(None, progress_bars=False)
+    assert captured_init[0]["runtime_env"]["env_vars"] == WORKER_ENV
+
+
+@pytest.mark.parametrize(
+    ("drivers", "workers"),
+    [
+        ("dirty_decay_ms:500,muzzy_decay_ms:1000", "dirty_decay_ms:0,muzzy_decay_ms:0"),
+        (
+            "dirty_decay_ms:500,muzzy_decay_ms:1000,thp:always,narenas:2",
+            "dirty_decay_ms:0,muzzy_decay_ms:0,thp:always,narenas:2",
+        ),
+        ("dirty_decay_ms:250", "dirty_decay_ms:0,muzzy_decay_ms:0,dirty_decay_ms:250"),
+    ],
+)
+def test_a_users_jemalloc_options_come_after_ours(
+    monkeypatch: pytest.MonkeyPatch, drivers: str, workers: str
+) -> None:
+    monkeypatch.setenv(cluster.JEMALLOC_CONF, drivers)
+    assert cluster.worker_env()[cluster.JEMALLOC_CONF] == workers  # jemalloc takes the last
 
 
 def test_ray_workers_run_with_the_worker_env(ray_session) -> None:
