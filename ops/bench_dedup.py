@@ -547,8 +547,8 @@ def memory_recipe(
     near_options: dict[str, Any] | None = None,
 ) -> DataRecipe:
     """exact_dedup then near_dedup (with ``near_options``) with shuffle partitions and output
-    shards of ``partition_mb``: small enough that the smallest corpus already fills them, so
-    every size runs at the bound and only the partition count grows."""
+    shards of ``partition_mb``. A task holds up to one partition, so sizes compare at the
+    bound when their partitions are equally full (BENCHMARKS.md: 17 MiB for 100k-3M)."""
     return parse_recipe(
         {
             "name": "bench-dedup-memory",
@@ -566,21 +566,14 @@ def memory_recipe(
     )
 
 
-def memory_run(
-    corpus_dir: Path,
-    output: Path,
-    seed: int,
-    workers: int,
-    partition_mb: int = MEMORY_PARTITION_MB,
-    near_options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def memory_run(recipe: DataRecipe, workers: int) -> dict[str, Any]:
     """One size: ``execute`` on a fresh Ray (unless one runs already) under the sampler."""
     import ray
 
     from ops.cluster import connect
     from pipeline.plan import execute
 
-    recipe = memory_recipe(corpus_dir, output, seed, workers, partition_mb, near_options)
+    output = Path(recipe.output.path)
     started_ray = not ray.is_initialized()
     connect(None, progress_bars=False, num_cpus=workers)
     shutil.rmtree(output, ignore_errors=True)
@@ -624,26 +617,28 @@ def bench_dedup_memory(
     if corpus not in MEMORY_CORPORA:
         raise ValueError(f"--corpus {corpus!r}: expected one of {', '.join(MEMORY_CORPORA)}")
     root = Path(workdir).resolve()
-    # A bad near_dedup option fails here, naming the key, before any corpus or Ray starts.
-    memory_recipe(root, root / "output", seed, workers, partition_mb, near_options)
+    # The template corpus keeps its old directory, so that runs before --corpus reuse it.
+    prefix = "memory-corpus" if corpus == "templates" else f"memory-corpus-{corpus}"
+    # Every recipe is parsed first: a bad near_dedup option fails here, naming the key,
+    # before any corpus is generated or Ray starts.
+    recipes = [
+        memory_recipe(
+            root / f"{prefix}-{size}",
+            root / f"memory-output-{size}",
+            seed,
+            workers,
+            partition_mb,
+            near_options,
+        )
+        for size in sizes
+    ]
     runs = []
-    for size in sizes:
-        # The template corpus keeps its old directory, so that runs before --corpus reuse it.
-        prefix = "memory-corpus" if corpus == "templates" else f"memory-corpus-{corpus}"
+    for size, recipe in zip(sizes, recipes, strict=True):
         corpus_dir = root / f"{prefix}-{size}"
         generate_seconds, corpus_bytes = memory_corpus(corpus_dir, size, seed, corpus)
         row = {"records": size, "corpus_mb": round(corpus_bytes / 1e6, 1)}
         row["generate_seconds"] = round(generate_seconds, 2)
-        row.update(
-            memory_run(
-                corpus_dir,
-                root / f"memory-output-{size}",
-                seed,
-                workers,
-                partition_mb,
-                near_options,
-            )
-        )
+        row.update(memory_run(recipe, workers))
         runs.append(row)
         print_memory_row(row)
     report: dict[str, Any] = {
