@@ -614,27 +614,21 @@ def bench_dedup_memory(
             f"need sizes >= 1, workers >= 1 and partition_mb >= 1, "
             f"got {sizes}, {workers}, {partition_mb}"
         )
-    if corpus not in MEMORY_CORPORA:
-        raise ValueError(f"--corpus {corpus!r}: expected one of {', '.join(MEMORY_CORPORA)}")
     root = Path(workdir).resolve()
     # The template corpus keeps its old directory, so that runs before --corpus reuse it.
     prefix = "memory-corpus" if corpus == "templates" else f"memory-corpus-{corpus}"
     # Every recipe is parsed first: a bad near_dedup option fails here, naming the key,
     # before any corpus is generated or Ray starts.
+    corpus_dirs = [root / f"{prefix}-{size}" for size in sizes]
     recipes = [
         memory_recipe(
-            root / f"{prefix}-{size}",
-            root / f"memory-output-{size}",
-            seed,
-            workers,
-            partition_mb,
-            near_options,
+            corpus_dir, root / f"memory-output-{size}", seed, workers, partition_mb, near_options
         )
-        for size in sizes
+        for size, corpus_dir in zip(sizes, corpus_dirs, strict=True)
     ]
     runs = []
-    for size, recipe in zip(sizes, recipes, strict=True):
-        corpus_dir = root / f"{prefix}-{size}"
+    # memory_corpus checks ``corpus`` before it writes anything, so a bad name fails here too.
+    for size, corpus_dir, recipe in zip(sizes, corpus_dirs, recipes, strict=True):
         generate_seconds, corpus_bytes = memory_corpus(corpus_dir, size, seed, corpus)
         row = {"records": size, "corpus_mb": round(corpus_bytes / 1e6, 1)}
         row["generate_seconds"] = round(generate_seconds, 2)

@@ -39,7 +39,11 @@ WORKER_ENV = {
 
 
 def worker_env() -> dict[str, str]:
-    env = {name: os.environ.get(name, value) for name, value in WORKER_ENV.items()}
+    env = {
+        name: os.environ.get(name, value)
+        for name, value in WORKER_ENV.items()
+        if name != JEMALLOC_CONF
+    }
     users = without_polars_default(os.environ.get(JEMALLOC_CONF, ""))
     env[JEMALLOC_CONF] = ",".join(filter(None, [WORKER_ENV[JEMALLOC_CONF], users]))
     return env

@@ -54,9 +54,7 @@ def test_a_value_set_in_the_drivers_environment_wins(
     }
 
 
-def test_polars_own_jemalloc_defaults_do_not_count_as_a_users_choice(
-    monkeypatch: pytest.MonkeyPatch, captured_init
-) -> None:
+def test_polars_own_jemalloc_defaults_do_not_count_as_a_users_choice(captured_init) -> None:
     import polars  # noqa: F401  (writes its defaults into the variable, as a run does)
 
     assert os.environ[cluster.JEMALLOC_CONF].startswith(cluster.POLARS_JEMALLOC_DEFAULT)
