@@ -63,20 +63,31 @@ def apply_overrides(data: Any, overrides: list[str], source: str) -> Any:
 
 def _set_path(data: Any, steps: list[str], value: Any, override: str, source: str) -> None:
     node = data
-    for step in steps[:-1]:
-        node = _child(node, step, override, source)
+    for depth, step in enumerate(steps[:-1]):
+        if depth == 0 and step == "stages" and isinstance(node, dict) and not node.get(step):
+            # A recipe without stages gets an empty list, so the name below is looked up as
+            # a stage (and named if missing) instead of becoming a dict key.
+            node[step] = []
+        node = _child(node, step, override, source, in_stages=_is_stage_list(steps, depth))
     last = steps[-1]
     if isinstance(node, dict):
         node[last] = value
     elif isinstance(node, list) and last.isdigit() and int(last) < len(node):
         node[int(last)] = value
+    elif _is_stage_list(steps, len(steps) - 1):
+        raise _no_such_stage(node, last, override, source)
     else:
         raise RecipeError(
             [Problem(path=override, message="no such key to set", value=last)], source
         )
 
 
-def _child(node: Any, step: str, override: str, source: str) -> Any:
+def _is_stage_list(steps: list[str], depth: int) -> bool:
+    """Whether ``steps[depth]`` indexes the recipe's top-level ``stages`` list."""
+    return depth == 1 and steps[0] == "stages"
+
+
+def _child(node: Any, step: str, override: str, source: str, *, in_stages: bool) -> Any:
     if isinstance(node, dict):
         if node.get(step) is None:
             node[step] = {}
@@ -91,9 +102,29 @@ def _child(node: Any, step: str, override: str, source: str) -> Any:
                 if entry[step] is None:
                     entry[step] = {}
                 return entry[step]
+        if in_stages:
+            raise _no_such_stage(node, step, override, source)
     raise RecipeError(
         [Problem(path=override, message="no list item or key with that name", value=step)], source
     )
+
+
+def _no_such_stage(stages: list[Any], name: str, override: str, source: str) -> RecipeError:
+    """A stage name in ``--set`` that the recipe's stages do not have: say whether it is a
+    stage at all, and list what is known."""
+    from pipeline.registry import stage_names
+
+    present = [
+        next(iter(entry)) if isinstance(entry, dict) and entry else str(entry) for entry in stages
+    ]
+    if name in stage_names():
+        message = (
+            f"the recipe has no {name!r} stage (its stages: {', '.join(present) or 'none'}); "
+            "add it to the recipe's stages list to set its options"
+        )
+    else:
+        message = f"unknown stage {name!r}; known stages: {', '.join(stage_names())}"
+    return RecipeError([Problem(path=override, message=message, value=name)], source)
 
 
 def load_recipe(path: str, overrides: list[str] | None = None) -> DataRecipe:

@@ -544,7 +544,6 @@ def save_and_report(
     model, unwrapped, optimizer, scheduler, tokenizer, recipe, plan, progress, metrics, rank
 ) -> None:
     import ray.train
-    import torch
 
     model_state, optimizer_state = full_state(model, optimizer)
     if rank != 0:
@@ -569,14 +568,7 @@ def save_and_report(
         }
         with open(os.path.join(directory, CHECKPOINT_META), "w", encoding="utf-8") as file:
             json.dump(meta, file, indent=2, sort_keys=True)
-        torch.save(
-            {
-                "optimizer": optimizer_state,
-                "scheduler": scheduler.state_dict(),
-                "progress": asdict(progress),
-            },
-            os.path.join(directory, TRAINING_STATE),
-        )
+        save_training_state(directory, optimizer_state, scheduler, progress)
         from ray.train import Checkpoint
 
         name = f"step_{progress.step:07d}"
@@ -616,11 +608,29 @@ def latest_committed(checkpoint_root: str) -> Any:
     return None
 
 
+def save_training_state(
+    directory: str, optimizer_state: dict, scheduler: Any, progress: Progress
+) -> None:
+    """Optimizer, schedule and progress as tensors and plain containers, so that resuming
+    loads them with ``weights_only=True`` and never unpickles code."""
+    import torch
+
+    torch.save(
+        {
+            "optimizer": optimizer_state,
+            "scheduler": scheduler.state_dict(),
+            "progress": asdict(progress),
+        },
+        os.path.join(directory, TRAINING_STATE),
+    )
+
+
 def restore_training_state(directory: str, model: Any, optimizer: Any, scheduler: Any) -> Progress:
     import torch
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    state = torch.load(os.path.join(directory, TRAINING_STATE), weights_only=False)
+    # Tensors and plain containers only: nothing in a checkpoint directory is unpickled.
+    state = torch.load(os.path.join(directory, TRAINING_STATE), weights_only=True)
     set_optimizer_state_dict(
         model,
         optimizer,

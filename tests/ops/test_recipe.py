@@ -89,8 +89,27 @@ def test_set_overrides_by_stage_name_index_and_nested_key(tmp_path):
 
 def test_set_with_unknown_stage_name_fails_clearly(tmp_path):
     data = yaml.safe_load(write_recipe(tmp_path).read_text())
-    with pytest.raises(RecipeError, match="no list item or key with that name"):
+    with pytest.raises(RecipeError) as caught:
         apply_overrides(data, ["stages.dedup.threshold=0.5"], "recipe.yaml")
+    message = problem_paths(caught.value)["stages.dedup.threshold=0.5"]
+    assert "unknown stage 'dedup'; known stages: clean, pii" in message
+    assert "near_dedup" in message and "exact_dedup" in message
+
+
+@pytest.mark.parametrize("override", ["stages.lenght=5", "stages.lenght.min_response_chars=5"])
+def test_set_with_a_misspelt_stage_names_it_with_or_without_stages(tmp_path, override):
+    for data in (yaml.safe_load(write_recipe(tmp_path).read_text()), {"name": "no-stages"}):
+        with pytest.raises(RecipeError) as caught:
+            apply_overrides(data, [override], "recipe.yaml")
+        assert "unknown stage 'lenght'; known stages:" in problem_paths(caught.value)[override]
+
+
+def test_set_on_a_known_stage_the_recipe_lacks_lists_the_recipe_stages(tmp_path):
+    data = yaml.safe_load(write_recipe(tmp_path).read_text())
+    with pytest.raises(RecipeError) as caught:
+        apply_overrides(data, ["stages.sample.total=5"], "recipe.yaml")
+    message = problem_paths(caught.value)["stages.sample.total=5"]
+    assert "the recipe has no 'sample' stage (its stages: clean, length)" in message
 
 
 def test_missing_input_and_nonempty_output_fail_preflight(tmp_path):
