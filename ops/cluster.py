@@ -74,7 +74,10 @@ def connect(
                 logging_level=logging.WARNING,
             )
         else:
+            # "local", not None: with None, Ray joins any instance already running on this
+            # machine (found by pgrep), where this process's settings are refused.
             ray.init(
+                address="local",
                 num_cpus=num_cpus,
                 runtime_env={"env_vars": worker_env()},
                 include_dashboard=False,

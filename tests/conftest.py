@@ -20,6 +20,7 @@ def ray_session():
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # a Ray of its own, even when another runs on this machine
             num_cpus=2,
             include_dashboard=False,
             logging_level=logging.WARNING,
