@@ -112,11 +112,20 @@ def bench_pipeline(records: int, cpus: list[int] | None, workdir: str, seed: int
     rows = [
         {"mode": "plain python, 1 core", "cores": 1, "seconds": base_seconds, "kept": base_kept}
     ]
-    for count in cpus or sorted({1, os.cpu_count() or 1}):
-        seconds, kept = ray_run(recipe, count)
+    counts = cpus or sorted({1, os.cpu_count() or 1})
+    # The last run is the most cores again without the checkpoints --resume starts from:
+    # what they cost is the difference between those two rows.
+    without = recipe.model_copy(
+        update={"run": recipe.run.model_copy(update={"checkpoints": False})}
+    )
+    for count, plan, label in [(count, recipe, "") for count in counts] + [
+        (counts[-1], without, ", no checkpoints")
+    ]:
+        seconds, kept = ray_run(plan, count)
         if kept != base_kept:
             raise RuntimeError(f"Ray kept {kept} records, plain Python {base_kept}: results differ")
-        rows.append({"mode": f"ray, {count} cpu", "cores": count, "seconds": seconds, "kept": kept})
+        mode = f"ray, {count} cpu{label}"
+        rows.append({"mode": mode, "cores": count, "seconds": seconds, "kept": kept})
     for row in rows:
         row["records_per_s"] = records / row["seconds"]
         row["records_per_s_per_core"] = row["records_per_s"] / row["cores"]
@@ -134,11 +143,11 @@ def print_table(report: dict[str, Any]) -> None:
         f"stages: {', '.join(BENCH_STAGES)}"
     )
     print(
-        f"{'mode':<22}{'seconds':>9}{'rec/s':>10}{'rec/s/core':>12}{'MB/s/core':>11}{'overhead':>10}"
+        f"{'mode':<36}{'seconds':>9}{'rec/s':>10}{'rec/s/core':>12}{'MB/s/core':>11}{'overhead':>10}"
     )
     for row in report["runs"]:
         print(
-            f"{row['mode']:<22}{row['seconds']:>9.2f}{row['records_per_s']:>10.0f}"
+            f"{row['mode']:<36}{row['seconds']:>9.2f}{row['records_per_s']:>10.0f}"
             f"{row['records_per_s_per_core']:>12.0f}{row['mb_per_s_per_core']:>11.2f}"
             f"{100 * row['overhead_vs_plain']:>9.1f}%"
         )

@@ -33,6 +33,7 @@ def _data_run(args: argparse.Namespace) -> int:
         args.set,
         address=args.address,
         overwrite=args.overwrite,
+        resume=args.resume,
         progress_bars=False if args.no_progress else None,
     )
     conservation = outcome.stats["conservation"]
@@ -48,8 +49,13 @@ def _data_run(args: argparse.Namespace) -> int:
 
 def _data_inspect(args: argparse.Namespace) -> int:
     from ops.report import terminal_summary
+    from pipeline.checkpoint import unfinished_run_problem
     from pipeline.read import open_filesystem
 
+    problem = unfinished_run_problem(args.output)
+    if problem:
+        print(f"{args.output}: {problem}", file=sys.stderr)
+        return 2
     documents = {}
     for name in ("stats.json", "manifest.json"):
         filesystem, path = open_filesystem(posixpath.join(args.output, name))
@@ -273,7 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("recipe")
     run.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
     run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
-    run.add_argument("--overwrite", action="store_true", help="replace a previous run's output")
+    again = run.add_mutually_exclusive_group()
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous run's output (only the files that run recorded)",
+    )
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed run from its last checkpoint and the shards it staged",
+    )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.set_defaults(handler=_data_run)
 
@@ -495,8 +511,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ops.generate import CheckpointError
         from ops.trainrun import TrainError
         from pipeline.accounting import ConservationError
+        from pipeline.checkpoint import ResumeError
 
-        if isinstance(error, PipelineError | ConservationError | TrainError | CheckpointError):
+        clear = PipelineError | ConservationError | TrainError | CheckpointError | ResumeError
+        if isinstance(error, clear):
             print(f"error: {error}", file=sys.stderr)
             return 1
         raise

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import posixpath
+import json
 from dataclasses import dataclass
+from functools import partial
 
 import yaml
 
 from ops.cluster import connect
 from ops.recipe import clear_previous_run, load_recipe, preflight
-from ops.report import write_report
+from ops.report import render_report
+from pipeline.checkpoint import RunDirectory, finish_commit, pending_commit, read_json
 from pipeline.config import DataRecipe
-from pipeline.manifest import build_manifest, build_stats, write_json
+from pipeline.manifest import build_stats
 from pipeline.plan import RunResult, StageFailure, execute
-from pipeline.read import open_filesystem
 
 
 class PipelineError(RuntimeError):
@@ -23,7 +24,7 @@ class PipelineError(RuntimeError):
 @dataclass
 class DataRunOutcome:
     recipe: DataRecipe
-    result: RunResult
+    result: RunResult | None  # None when --resume only had the commit left to finish
     output_path: str
     stats: dict
 
@@ -34,38 +35,40 @@ def run_data(
     *,
     address: str | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     progress_bars: bool | None = None,
 ) -> DataRunOutcome:
     recipe = load_recipe(recipe_path, overrides)
-    preflight(recipe, recipe_path, overwrite)
+    preflight(recipe, recipe_path, overwrite, resume=resume)
     output_path = recipe.output.path
     if overwrite:
         clear_previous_run(output_path)
-    _write_resolved_recipe(recipe, output_path)
+    run = RunDirectory(output_path)
+    if resume and pending_commit(run):  # killed while committing: everything is staged
+        finish_commit(run)
+        return DataRunOutcome(recipe, None, output_path, read_json(run.uri("stats.json")))
     connect(
         address, progress_bars=recipe.run.progress_bars if progress_bars is None else progress_bars
     )
     try:
-        result = execute(recipe, output_path)
+        result = execute(recipe, output_path, resume=resume, documents=partial(documents, recipe))
     except Exception as error:
         failure = _find_cause(error, StageFailure)
         if failure is not None:
             raise PipelineError(str(failure)) from None
         raise
+    return DataRunOutcome(recipe, result, output_path, build_stats(recipe, result))
+
+
+def documents(recipe: DataRecipe, result: RunResult) -> dict[str, bytes]:
+    """What a finished run has beside its shards (the manifest is the plan's own)."""
     stats = build_stats(recipe, result)
-    write_json(output_path, "manifest.json", build_manifest(recipe, result))
-    write_json(output_path, "stats.json", stats)
-    write_report(stats, posixpath.join(output_path, "report.html"))
-    return DataRunOutcome(recipe, result, output_path, stats)
-
-
-def _write_resolved_recipe(recipe: DataRecipe, output_path: str) -> None:
-    filesystem, root = open_filesystem(output_path)
-    filesystem.create_dir(root, recursive=True)
-    with filesystem.open_output_stream(posixpath.join(root, "recipe.yaml")) as stream:
-        stream.write(
-            yaml.safe_dump(recipe.to_plain(), sort_keys=False, allow_unicode=True).encode()
-        )
+    resolved = yaml.safe_dump(recipe.to_plain(), sort_keys=False, allow_unicode=True)
+    return {
+        "stats.json": json.dumps(stats, indent=2, ensure_ascii=False).encode("utf-8"),
+        "report.html": render_report(stats).encode("utf-8"),
+        "recipe.yaml": resolved.encode("utf-8"),
+    }
 
 
 def _find_cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:

@@ -6,6 +6,7 @@ file, the key path, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import uuid
 from pathlib import Path
@@ -14,22 +15,15 @@ from typing import Any
 import pyarrow.fs as pafs
 import yaml
 
+from pipeline.checkpoint import COMMIT_PLAN, RUN_DIRECTORY, RunDirectory, read_json
 from pipeline.config import DataRecipe, Problem, RecipeError, parse_recipe
+from pipeline.discover import fixed_prefix
 from pipeline.read import InputNotFound, list_input_files, open_filesystem
 from pipeline.stage import path_fields
 
-# What a finished or interrupted run leaves in its output directory; --overwrite removes
-# only these, so pointing the output at the wrong directory cannot delete a user's files.
-RUN_ARTEFACTS = (
-    "data",
-    "rejects",
-    "quarantine",
-    "manifest.json",
-    "stats.json",
-    "report.html",
-    "recipe.yaml",
-    "_RUNNING",
-)
+# Beside its shards, a data run writes these documents at the top of its output; they are
+# a run's only when its manifest or run marker is there too.
+RUN_DOCUMENTS = ("manifest.json", "stats.json", "report.html", "recipe.yaml")
 
 
 def load_yaml(path: str) -> Any:
@@ -172,8 +166,9 @@ def _resolve_relative_paths(recipe: DataRecipe) -> DataRecipe:
     return recipe.model_copy(update={"inputs": inputs, "output": output, "stages": stages})
 
 
-def preflight(recipe: DataRecipe, source: str, overwrite: bool) -> None:
-    """Inputs exist and the output is writable (and empty, unless --overwrite)."""
+def preflight(recipe: DataRecipe, source: str, overwrite: bool, *, resume: bool = False) -> None:
+    """Inputs exist, do not overlap the output, and the output is writable: empty, or a
+    previous run's (with --overwrite), or an interrupted one (with --resume)."""
     problems = []
     for index, item in enumerate(recipe.inputs):
         try:
@@ -183,9 +178,42 @@ def preflight(recipe: DataRecipe, source: str, overwrite: bool) -> None:
                 Problem(path=f"inputs[{index}].path", message=str(error), value=item.path)
             )
     problems.extend(_check_stage_files(recipe))
-    problems.extend(_check_output(recipe.output.path, overwrite))
+    overlaps = _check_overlap(recipe)
+    problems.extend(overlaps or _check_output(recipe.output.path, overwrite, resume))
     if problems:
         raise RecipeError(problems, source)
+
+
+def _location(path: str) -> str:
+    """A path compared for overlap: symlinks resolved locally, URIs as written."""
+    path = fixed_prefix(path)
+    return path.rstrip("/") if "://" in path else os.path.realpath(path)
+
+
+def _inside(inner: str, outer: str) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
+def _check_overlap(recipe: DataRecipe) -> list[Problem]:
+    """An output inside an input is read back as input; an input inside the output is
+    mixed with it, and --overwrite would be asked to delete it. Both are refused."""
+    output = _location(recipe.output.path)
+    problems = []
+    for index, item in enumerate(recipe.inputs):
+        source = _location(item.path)
+        if _inside(output, source):
+            message = (
+                f"is inside inputs[{index}].path {item.path!r}: the run would read its own "
+                "output back as input; choose an output outside every input"
+            )
+            problems.append(Problem(path="output.path", message=message, value=recipe.output.path))
+        elif _inside(source, output):
+            message = (
+                f"is inside output.path {recipe.output.path!r}: the run writes and --overwrite "
+                "deletes there; keep inputs outside the output"
+            )
+            problems.append(Problem(path=f"inputs[{index}].path", message=message, value=item.path))
+    return problems
 
 
 def _check_stage_files(recipe: DataRecipe) -> list[Problem]:
@@ -212,7 +240,7 @@ def _check_stage_files(recipe: DataRecipe) -> list[Problem]:
     return problems
 
 
-def _check_output(path: str, overwrite: bool) -> list[Problem]:
+def _check_output(path: str, overwrite: bool, resume: bool) -> list[Problem]:
     where = "output.path"
     try:
         filesystem, root = open_filesystem(path)
@@ -220,28 +248,11 @@ def _check_output(path: str, overwrite: bool) -> list[Problem]:
         if info.type == pafs.FileType.File:
             return [Problem(path=where, message="is a file; expected a directory", value=path)]
         if info.type == pafs.FileType.Directory:
-            entries = [
-                posixpath.basename(e.path)
-                for e in filesystem.get_file_info(pafs.FileSelector(root))
-            ]
-            foreign = sorted(set(entries) - set(RUN_ARTEFACTS))
-            if entries and not overwrite:
-                return [
-                    Problem(
-                        path=where,
-                        message="is not empty; pass --overwrite to replace a previous run",
-                        value=path,
-                    )
-                ]
-            if foreign:
-                return [
-                    Problem(
-                        path=where,
-                        message="holds files that are not from an instructflow "
-                        f"run ({', '.join(foreign[:5])}); refusing to overwrite",
-                        value=path,
-                    )
-                ]
+            problem = _previous_run_problem(path, overwrite, resume)
+            if problem:
+                return [Problem(path=where, message=problem, value=path)]
+        elif resume:
+            return [Problem(path=where, message="--resume: no run here to continue", value=path)]
         filesystem.create_dir(root, recursive=True)
         probe = posixpath.join(root, f".write-probe-{uuid.uuid4().hex}")
         with filesystem.open_output_stream(probe) as stream:
@@ -252,8 +263,88 @@ def _check_output(path: str, overwrite: bool) -> list[Problem]:
     return []
 
 
-def clear_previous_run(path: str, artefacts: tuple[str, ...] = RUN_ARTEFACTS) -> None:
-    """Delete what an earlier run left in ``path`` (only ``artefacts``: nothing else)."""
+def _previous_run_problem(path: str, overwrite: bool, resume: bool) -> str | None:
+    """What stands in the way of writing into an existing directory, if anything."""
+    owned, foreign = previous_run_files(path)
+    run = RunDirectory(path)
+    unfinished = run.marker() is not None and not run.finished()
+    if resume:
+        if unfinished:
+            return None
+        if run.finished():
+            return "--resume: the run here finished; pass --overwrite to run it again"
+        return "--resume: no interrupted instructflow run here (no .instructflow/run.json)"
+    filesystem, root = open_filesystem(path)
+    if not filesystem.get_file_info(pafs.FileSelector(root)):
+        return None
+    if not overwrite:
+        if unfinished:
+            return (
+                "holds an unfinished run (killed, or still running); pass --resume to "
+                "continue it or --overwrite to start again"
+            )
+        return "is not empty; pass --overwrite to replace a previous run"
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        return (
+            f"holds files that no instructflow run recorded ({shown}); --overwrite deletes "
+            "only a previous run's own files: move these away or choose another output"
+        )
+    return None
+
+
+def previous_run_files(path: str) -> tuple[list[str], list[str]]:
+    """(files a previous run recorded as its own, every other file) under ``path``, as
+    relative paths. A run's own: the shards its manifest (or its commit plan, when a
+    commit was cut short) lists, its documents, and its hidden ``.instructflow/``."""
+    filesystem, root = open_filesystem(path)
+    run = RunDirectory(path)
+    manifest = read_json(run.uri("manifest.json"))
+    plan = read_json(run.uri(COMMIT_PLAN))
+    recorded: set[str] = set()
+    if manifest is not None or run.marker() is not None:
+        recorded.update(RUN_DOCUMENTS)
+        recorded.update(shard["path"] for shard in (manifest or {}).get("shards", []))
+        recorded.update((plan or {}).get("shards", []))
+    owned, foreign = [], []
+    for info in filesystem.get_file_info(pafs.FileSelector(root, recursive=True)):
+        if info.type != pafs.FileType.File:
+            continue
+        relative = info.path[len(root.rstrip("/")) :].lstrip("/")
+        ours = relative in recorded or (recorded and relative.startswith(RUN_DIRECTORY + "/"))
+        (owned if ours else foreign).append(relative)
+    return sorted(owned), sorted(foreign)
+
+
+def clear_previous_run(path: str) -> None:
+    """Delete what a previous data run recorded as its own in ``path``, and nothing else:
+    preflight has refused a directory that holds any other file."""
+    filesystem, root = open_filesystem(path)
+    owned, foreign = previous_run_files(path)
+    if foreign:  # preflight refuses this; checked again so no caller can skip it
+        raise ValueError(f"{path}: not a previous run's own files: {', '.join(foreign[:5])}")
+    # manifest.json first: from then on the run no longer looks finished.
+    for relative in sorted(owned, key=lambda name: name != "manifest.json"):
+        filesystem.delete_file(posixpath.join(root, relative))
+    remove_empty_directories(filesystem, root)
+
+
+def remove_empty_directories(filesystem: pafs.FileSystem, root: str) -> None:
+    """Directories under ``root`` left empty (deepest first)."""
+    directories = [
+        info.path
+        for info in filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
+        if info.type == pafs.FileType.Directory
+    ]
+    for directory in sorted(directories, key=len, reverse=True):
+        if not filesystem.get_file_info(pafs.FileSelector(directory)):
+            filesystem.delete_dir(directory)
+
+
+def clear_named_artefacts(path: str, artefacts: tuple[str, ...]) -> None:
+    """Delete the named entries of ``path`` (a training run's fixed set of outputs)."""
     filesystem, root = open_filesystem(path)
     for name in artefacts:
         target = posixpath.join(root, name)

@@ -13,8 +13,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-from pipeline.read import open_filesystem  # noqa: E402
-
 MIX_SHOWN = 12
 FINDINGS_SHOWN = 50
 
@@ -202,12 +200,6 @@ def strata_section(stages: list[dict[str, Any]]) -> str:
             f"<h2>{html.escape(stage['stage'])}: {what}</h2>" + _table(["stratum", *columns], rows)
         )
     return "".join(parts)
-
-
-def write_report(stats: dict[str, Any], uri: str) -> None:
-    filesystem, path = open_filesystem(uri)
-    with filesystem.open_output_stream(path) as stream:
-        stream.write(render_report(stats).encode("utf-8"))
 
 
 def terminal_summary(stats: dict[str, Any], manifest: dict[str, Any]) -> str:

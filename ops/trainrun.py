@@ -20,7 +20,8 @@ from typing import Any
 import pyarrow.fs as pafs
 import ray
 
-from ops.recipe import apply_overrides, clear_previous_run, load_yaml
+from ops.recipe import apply_overrides, clear_named_artefacts, load_yaml
+from pipeline.checkpoint import unfinished_run_problem
 from pipeline.config import Problem, RecipeError
 from pipeline.read import open_filesystem
 from train.config import SFTRecipe, parse_sft_recipe
@@ -159,6 +160,11 @@ def prepare(recipe: SFTRecipe, source: str, *, resume: bool, overwrite: bool) ->
 def split_dir(recipe: SFTRecipe, split: str | None, key: str, problems: list[Problem]) -> str:
     """data/<split>/ of the pipeline run (data/ itself when the split is null)."""
     path = posixpath.join(recipe.data.path, "data", *([split] if split else []))
+    unfinished = unfinished_run_problem(recipe.data.path)
+    if unfinished:  # once, not once per split
+        if not any(problem.path == "data.path" for problem in problems):
+            problems.append(Problem(path="data.path", message=unfinished, value=recipe.data.path))
+        return path
     try:
         filesystem, local = open_filesystem(path)
         info = filesystem.get_file_info(local)
@@ -425,7 +431,7 @@ def run_sft(
     recipe = load_sft_recipe(recipe_path, overrides)
     prepared = prepare(recipe, recipe_path, resume=resume, overwrite=overwrite)
     if overwrite and not resume:
-        clear_previous_run(recipe.output.path, TRAIN_ARTEFACTS)
+        clear_named_artefacts(recipe.output.path, TRAIN_ARTEFACTS)
     write_text(recipe.output.path, "recipe.yaml", recipe_yaml(recipe))
     connect(address, progress_bars=False)
     check_cluster(recipe)

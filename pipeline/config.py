@@ -60,6 +60,11 @@ class RunConfig(BaseModel):
     # A reduce task holds one partition (a join, both sides of it), so this, not the corpus
     # size, bounds a worker's memory there; more data means more partitions.
     shuffle_partition_bytes: int = Field(default=DEFAULT_PARTITION_BYTES, ge=1024 * 1024)
+    # Save the dataset entering each global stage, and the processed dataset, as Parquet
+    # under output.path/.instructflow/ so that --resume starts there (one Parquet write of
+    # the data each; BENCHMARKS.md has the cost). Off: a resumed run reads and processes
+    # everything again, and only the shards already staged are reused.
+    checkpoints: bool = True
 
 
 class StageSpec(BaseModel):

@@ -53,6 +53,15 @@ def list_input_files(path: str) -> list[InputFile]:
     return files
 
 
+def fixed_prefix(path: str) -> str:
+    """The part of a path or glob before its first wildcard: the directory it can reach."""
+    if not _is_glob(path):
+        return path
+    parts = path.split("/")
+    first = next(index for index, part in enumerate(parts) if _is_glob(part))
+    return "/".join(parts[:first]) or ("/" if path.startswith("/") else ".")
+
+
 def _is_glob(path: str) -> bool:
     # '?' starts a query string in a URL, so only '*' makes an http(s) address a glob.
     return "*" in path or ("?" in path and not path.startswith(("http://", "https://")))
@@ -61,8 +70,7 @@ def _is_glob(path: str) -> bool:
 def _glob_files(path: str) -> list[InputFile]:
     parts = path.split("/")
     first = next(index for index, part in enumerate(parts) if _is_glob(part))
-    base = "/".join(parts[:first]) or ("/" if path.startswith("/") else ".")
-    pattern = "/".join(parts[first:])
+    base, pattern = fixed_prefix(path), "/".join(parts[first:])
     filesystem, location = open_filesystem(base)
     files: list[InputFile] = []
     if filesystem.get_file_info(location).type == pafs.FileType.Directory:

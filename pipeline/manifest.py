@@ -6,18 +6,17 @@ the same manifest as well as the same shards; timings live in stats.json.
 
 from __future__ import annotations
 
-import json
-import posixpath
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.accounting import AUGMENT_PREFIX, FATES, LENGTH_EDGES, Summary
 from pipeline.config import DataRecipe
-from pipeline.plan import RunResult
-from pipeline.read import open_filesystem
 from pipeline.registry import reason_owners
 from pipeline.strata import strata_table
 from pipeline.writer import FATE_SCHEMAS
+
+if TYPE_CHECKING:  # the plan commits the manifest, so it imports this module
+    from pipeline.plan import RunResult
 
 MANIFEST_VERSION = 1
 TRACKED_PACKAGES = (
@@ -134,11 +133,6 @@ def build_stats(recipe: DataRecipe, result: RunResult) -> dict[str, Any]:
             group: [row for _, row in rows] for group, rows in sorted(summary.samples.items())
         },
         "seconds": {name: round(value, 3) for name, value in result.seconds.items()},
+        # With --resume: the checkpoint the run continued from and the shards it reused.
+        "resumed": result.resumed,
     }
-
-
-def write_json(output_path: str, name: str, payload: dict[str, Any]) -> str:
-    filesystem, path = open_filesystem(posixpath.join(output_path, name))
-    with filesystem.open_output_stream(path) as stream:
-        stream.write(json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=False).encode())
-    return path

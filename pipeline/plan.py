@@ -11,8 +11,10 @@ stage itself declares what it needs (``Stage.resources``); this module reads it.
 from __future__ import annotations
 
 import contextlib
+import json
+import posixpath
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -22,11 +24,20 @@ import ray
 from pydantic import ValidationError
 
 from pipeline.accounting import FATES, Summary, check_conservation, summarize_batch
+from pipeline.checkpoint import (
+    PROCESSED,
+    ResumeError,
+    RunDirectory,
+    commit,
+    write_checkpoint_block,
+)
 from pipeline.config import DataRecipe, StageSpec
 from pipeline.ingest import INGEST_REASONS, InputConfig, ingest_file
+from pipeline.manifest import build_manifest
 from pipeline.memory import releasing
-from pipeline.read import InputFile, list_input_files
+from pipeline.read import InputFile, list_input_files, open_filesystem
 from pipeline.registry import is_global, reason_owners, stage_class
+from pipeline.schema import FLOW_SCHEMA, empty_flow_table
 from pipeline.stage import GlobalContext, Resources, Stage, StageCounts
 from pipeline.writer import (
     SHARD_KEY,
@@ -34,6 +45,8 @@ from pipeline.writer import (
     assign_shards,
     routed_shard_keys,
     shard_counts,
+    shard_groups,
+    shard_path,
     write_missing_shards,
     write_shard,
 )
@@ -81,6 +94,21 @@ class Tally:
 
     def snapshot(self) -> tuple[dict[str, int], dict[int, dict[str, Any]]]:
         return self.files, {pos: counts.to_dict() for pos, counts in self.stages.items()}
+
+    def state(self) -> dict[str, Any]:
+        """Everything counted so far, as JSON-able data a checkpoint keeps."""
+        files, stages = self.snapshot()
+        return {"files": files, "stages": stages, "created": self.created}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Counts from a checkpoint: the work before it is not done again, so neither is
+        its counting."""
+        self.files = dict(state["files"])
+        self.stages = {
+            int(position): StageCounts.from_dict(counts)
+            for position, counts in state["stages"].items()
+        }
+        self.created = dict(state["created"])
 
 
 def run_stage(stage: Stage, batch: pa.Table) -> tuple[pa.Table, StageCounts]:
@@ -169,6 +197,8 @@ class RunResult:
     shards: list[dict[str, Any]]
     shards_per_fate: dict[str, int]
     seconds: dict[str, float] = field(default_factory=dict)
+    # With --resume: the checkpoint it started from and how many staged shards it reused.
+    resumed: dict[str, Any] | None = None
 
 
 def input_files(recipe: DataRecipe) -> list[dict[str, Any]]:
@@ -226,14 +256,94 @@ def read_stage(
     )
 
 
-def build_dataset(recipe: DataRecipe, files: list[dict[str, Any]], tally: Any) -> ray.data.Dataset:
+def checkpoint_name(position: int, spec: StageSpec) -> str:
+    """The checkpoint of the dataset entering the global stage at ``position``."""
+    return f"before-{position:03d}-{spec.name}"
+
+
+def checkpointed(
+    dataset: ray.data.Dataset, name: str, run: RunDirectory, tally: Any, checkpoints: bool
+) -> Any:
+    """``dataset.materialize()``, with every block also saved as checkpoint ``name`` when
+    ``checkpoints`` (the recipe's ``run.checkpoints``) is on.
+
+    The blocks are written by the execution that materializes them, so a checkpoint costs
+    one Parquet write of the data and no extra pass; ``_COMPLETE.json`` follows once it has.
+    """
+    if not checkpoints:
+        return dataset.materialize()
+    directory = run.start_checkpoint(name)
+    materialized = dataset.map_batches(
+        partial(write_checkpoint_block, directory=directory),
+        batch_format="pyarrow",
+        batch_size=None,
+    ).materialize()
+    run.complete_checkpoint(name, materialized.count(), ray.get(tally.state.remote()))
+    return materialized
+
+
+def restored(name: str, run: RunDirectory, tally: Any) -> ray.data.Dataset:
+    """Checkpoint ``name`` read back, with the Tally's counts as they were when it was made."""
+    record = run.completed_checkpoint(name)
+    directory = run.checkpoint_uri(name)
+    if record["rows"] == 0:
+        dataset = ray.data.from_arrow(empty_flow_table())
+    else:
+        files = [posixpath.join(directory, file) for file in record["files"]]
+        filesystem, _ = open_filesystem(directory)
+        dataset = ray.data.read_parquet(
+            [open_filesystem(file)[1] for file in files], filesystem=filesystem, schema=FLOW_SCHEMA
+        ).materialize()
+    if dataset.count() != record["rows"]:
+        raise StageFailure(
+            f"checkpoint {directory} holds {dataset.count()} rows, not the {record['rows']} it "
+            "recorded; rerun with --overwrite"
+        )
+    ray.get(tally.restore.remote(record["tally"]))
+    return dataset
+
+
+def resume_point(recipe: DataRecipe, run: RunDirectory, resume: bool) -> str | None:
+    """The latest completed checkpoint of this run, when resuming."""
+    if not resume:
+        return None
+    names = [
+        checkpoint_name(position, spec)
+        for position, spec in enumerate(recipe.stages)
+        if spec.config.enabled and is_global(spec.name)
+    ] + [PROCESSED]
+    completed = [name for name in names if run.completed_checkpoint(name) is not None]
+    return completed[-1] if completed else None
+
+
+def build_dataset(
+    recipe: DataRecipe,
+    files: list[dict[str, Any]],
+    tally: Any,
+    run: RunDirectory,
+    start: str | None = None,
+) -> ray.data.Dataset:
+    """The processed dataset, materialized and checkpointed; from checkpoint ``start`` on
+    when it is given (the stages before it are not run again)."""
+    if start == PROCESSED:
+        return restored(PROCESSED, run, tally)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     workers = recipe.run.max_workers or max(1, cpus)
     groups = segments(recipe.stages)
-    # The first chain reads the files itself when it is a plain CPU chain; otherwise the
-    # readers run as a CPU chain of no stages in front of it.
-    first_specs = groups.pop(0)[1] if groups and groups[0][0] == Resources() else []
-    dataset = read_stage(recipe, files, tally, first_specs, workers)
+    if start is not None:
+        # Resume: skip every segment before the global stage whose input was checkpointed.
+        first = next(
+            index
+            for index, (needs, *rest) in enumerate(groups)
+            if needs is None and checkpoint_name(*rest) == start
+        )
+        groups = groups[first:]
+        dataset = restored(start, run, tally)
+    else:
+        # The first chain reads the files itself when it is a plain CPU chain; otherwise the
+        # readers run as a CPU chain of no stages in front of it.
+        first_specs = groups.pop(0)[1] if groups and groups[0][0] == Resources() else []
+        dataset = read_stage(recipe, files, tally, first_specs, workers)
     file_index = {item["uri"]: index for index, item in enumerate(files)}
     for needs, *rest in groups:
         if needs is None:
@@ -247,8 +357,12 @@ def build_dataset(recipe: DataRecipe, files: list[dict[str, Any]], tally: Any) -
                 partition_bytes=recipe.run.shuffle_partition_bytes,
             )
             # A global stage reads its input several times (keys, then the join back):
-            # materialize once so upstream stages never run twice.
-            dataset = stage_class(spec.name)(spec.config).apply(dataset.materialize(), context)
+            # materialize once so upstream stages never run twice, and keep it as the
+            # checkpoint a resumed run starts from.
+            name = checkpoint_name(position, spec)
+            if name != start:
+                dataset = checkpointed(dataset, name, run, tally, recipe.run.checkpoints)
+            dataset = stage_class(spec.name)(spec.config).apply(dataset, context)
             continue
         (specs,) = rest
         dataset = dataset.map_batches(
@@ -260,7 +374,7 @@ def build_dataset(recipe: DataRecipe, files: list[dict[str, Any]], tally: Any) -
             num_cpus=needs.num_cpus,
             num_gpus=needs.num_gpus or None,
         )
-    return dataset
+    return checkpointed(dataset, PROCESSED, run, tally, recipe.run.checkpoints)
 
 
 @contextlib.contextmanager
@@ -283,18 +397,64 @@ def bounded_shuffle_inputs(partition_bytes: int) -> Iterator[None]:
         context.shuffle_input_batch_bytes = previous
 
 
-def execute(recipe: DataRecipe, output_path: str) -> RunResult:
-    """Run the recipe on the connected Ray cluster and write shards under ``output_path``."""
+def execute(
+    recipe: DataRecipe,
+    output_path: str,
+    *,
+    resume: bool = False,
+    documents: Callable[[RunResult], dict[str, bytes]] | None = None,
+) -> RunResult:
+    """Run the recipe on the connected Ray cluster and commit its shards under
+    ``output_path``, with ``manifest.json`` last and ``documents(result)`` (stats, report)
+    before it. With ``resume``, the run in ``output_path`` continues from its latest
+    checkpoint and reuses the shards it staged."""
+    run = RunDirectory(output_path)
+    files = input_files(recipe)
+    if resume:
+        check_resumable(run, recipe, files)
+    else:
+        run.write_marker(recipe.fingerprint(), files)
     with bounded_shuffle_inputs(recipe.run.shuffle_partition_bytes):
-        return _execute(recipe, output_path)
+        result = _execute(recipe, files, run, resume)
+    staged = dict(documents(result)) if documents else {}
+    manifest = json.dumps(build_manifest(recipe, result), indent=2, ensure_ascii=False)
+    staged["manifest.json"] = manifest.encode("utf-8")
+    commit(run, result.shards, staged)
+    return result
 
 
-def _execute(recipe: DataRecipe, output_path: str) -> RunResult:
+def check_resumable(run: RunDirectory, recipe: DataRecipe, files: list[dict[str, Any]]) -> None:
+    """Only the same recipe on the same inputs may continue an interrupted run."""
+    marker = run.marker()
+    where = run.output_path
+    if marker is None:
+        raise ResumeError(f"{where}: no interrupted instructflow run to resume here")
+    if run.finished():
+        raise ResumeError(f"{where}: the run here finished; pass --overwrite to run it again")
+    if marker["recipe_sha256"] != recipe.fingerprint():
+        raise ResumeError(
+            f"{where}: the recipe changed since the interrupted run (sha256 "
+            f"{marker['recipe_sha256'][:12]} then, {recipe.fingerprint()[:12]} now); resume "
+            "with the same recipe and --set options, or pass --overwrite to start again"
+        )
+    then = [(item["uri"], item["size"]) for item in marker["inputs"]]
+    now = [(item["uri"], item["size"]) for item in files]
+    if then != now:
+        changed = sorted(set(then) ^ set(now))[0]
+        raise ResumeError(
+            f"{where}: the inputs changed since the interrupted run (first difference: "
+            f"{changed[0]}, {changed[1]} bytes); pass --overwrite to start again"
+        )
+
+
+def _execute(
+    recipe: DataRecipe, files: list[dict[str, Any]], run: RunDirectory, resume: bool
+) -> RunResult:
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    files = input_files(recipe)
     tally = Tally.remote()
-    processed = build_dataset(recipe, files, tally).materialize()
+    start = resume_point(recipe, run, resume)
+    processed = build_dataset(recipe, files, tally, run, start)
     seconds["process"] = time.perf_counter() - started
 
     summary = Summary()
@@ -313,42 +473,75 @@ def _execute(recipe: DataRecipe, output_path: str) -> RunResult:
     )
     seconds["summarize"] = time.perf_counter() - started - seconds["process"]
 
-    results = write_all(processed, recipe, output_path, shards_per_fate)
+    staged = run.staged_results() if resume else {}
+    if not resume:
+        run.clear_staging()
+    results = write_all(processed, recipe, run, shards_per_fate, staged)
     seconds["write"] = time.perf_counter() - started - seconds["process"] - seconds["summarize"]
 
     read_per_file, stage_counts = ray.get(tally.snapshot.remote())
     written = {fate: sum(r["rows"] for r in results if r["fate"] == fate) for fate in FATES}
     created = ray.get(tally.created_total.remote())
     check_conservation(read_per_file, summary, written, created=created)
-    return RunResult(summary, read_per_file, stage_counts, results, shards_per_fate, seconds)
+    resumed = {"from": start, "shards_reused": len(staged)} if resume else None
+    return RunResult(
+        summary, read_per_file, stage_counts, results, shards_per_fate, seconds, resumed
+    )
 
 
 def write_all(
     processed: ray.data.Dataset,
     recipe: DataRecipe,
-    output_path: str,
+    run: RunDirectory,
     shards_per_fate: dict[str, int],
+    staged: dict[str, dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    total_shards = sum(shards_per_fate.values())
-    if processed.count() == 0:
-        return write_missing_shards(
-            [],
-            shards_per_fate,
-            output_path,
-            recipe.output.compression,
-            recipe.output.row_group_rows,
+    """Stage every shard not staged yet (``staged``: result rows by path, from an
+    interrupted run) and return all the result rows, in a fixed order."""
+    expected = {shard_path(group, shards_per_fate) for group in shard_groups(shards_per_fate)}
+    if set(staged) - expected:  # staged under another shard plan: not this run's data
+        raise StageFailure(
+            f"{run.staged_shards} holds shards this run would not write "
+            f"({sorted(set(staged) - expected)[0]}); rerun with --overwrite"
         )
+    results = list(staged.values())
+    pending = {
+        group
+        for group in shard_groups(shards_per_fate)
+        if shard_path(group, shards_per_fate) not in staged
+    }
+    if pending and processed.count():
+        results += stage_shards(processed, recipe, run, shards_per_fate, pending)
+    results += write_missing_shards(
+        results,
+        shards_per_fate,
+        run,
+        recipe.output.compression,
+        recipe.output.row_group_rows,
+    )
+    return sorted(results, key=lambda r: (r["fate"], r["path"]))
+
+
+def stage_shards(
+    processed: ray.data.Dataset,
+    recipe: DataRecipe,
+    run: RunDirectory,
+    shards_per_fate: dict[str, int],
+    pending: set[str],
+) -> list[dict[str, Any]]:
+    """One groupby over the rows of the ``pending`` shard groups, one file per shard."""
+    total_shards = sum(shards_per_fate.values())
     # One partition per shard, each shard's key routed to its own (see pipeline.writer).
     routed = routed_shard_keys(shards_per_fate)
     keyed = processed.map_batches(
-        partial(assign_shards, shards_per_fate=shards_per_fate, routed=routed),
+        partial(assign_shards, shards_per_fate=shards_per_fate, routed=routed, keep=pending),
         batch_format="pyarrow",
     )
     written = keyed.groupby(SHARD_KEY, num_partitions=max(1, total_shards)).map_groups(
         releasing(
             partial(
                 write_shard,
-                output_path=output_path,
+                run=run,
                 shards_per_fate=shards_per_fate,
                 compression=recipe.output.compression,
                 row_group_rows=recipe.output.row_group_rows,
@@ -357,15 +550,7 @@ def write_all(
         batch_format="pyarrow",
     )
     # One small row per shard: bounded by the shard count, not the corpus.
-    results = [row for row in written.iter_rows()]
-    results += write_missing_shards(
-        results,
-        shards_per_fate,
-        output_path,
-        recipe.output.compression,
-        recipe.output.row_group_rows,
-    )
-    return sorted(results, key=lambda r: (r["fate"], r["path"]))
+    return [row for row in written.iter_rows()]
 
 
 __all__ = ["RunResult", "StageFailure", "WRITE_RESULT_SCHEMA", "execute"]

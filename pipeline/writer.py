@@ -27,7 +27,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.accounting import FATES, fate_of, row_sort_key
-from pipeline.read import open_filesystem
+from pipeline.checkpoint import (
+    RunDirectory,
+    uri_join,
+    write_bytes_atomically,
+    write_json_atomically,
+)
 from pipeline.schema import QUARANTINE_SCHEMA, RECORD_SCHEMA, REJECT_SCHEMA
 
 FATE_DIRECTORIES = {"output": "data", "rejects": "rejects", "quarantine": "quarantine"}
@@ -135,16 +140,26 @@ def _ray_partition_function() -> Any:
     return partition_of
 
 
+def shard_path(group: str, shards_per_fate: dict[str, int]) -> str:
+    """The file a ``part/shard`` group is written to."""
+    part, shard = group.rsplit("/", 1)
+    return shard_name(part, int(shard), shards_per_fate[part])
+
+
 def shard_group(key: str) -> str:
     """The ``part/shard`` a routed key stands for."""
     return key.split("#", 1)[0]
 
 
 def assign_shards(
-    batch: pa.Table, shards_per_fate: dict[str, int], routed: dict[str, str] | None = None
+    batch: pa.Table,
+    shards_per_fate: dict[str, int],
+    routed: dict[str, str] | None = None,
+    keep: set[str] | None = None,
 ) -> pa.Table:
     """Ray Data UDF: add the group key each row is written under (``part/shard``, or its
-    routed key from ``routed_shard_keys`` when given)."""
+    routed key from ``routed_shard_keys`` when given); with ``keep``, only the rows of
+    those groups stay (a resumed write skips the shards it staged before)."""
     fates = fate_of(batch.column("drop_reason")).to_pylist()
     splits = batch.column("split").to_pylist()
     keys = row_sort_key(
@@ -159,20 +174,22 @@ def assign_shards(
     groups = [
         f"{part}/{key % shards_per_fate[part]:05d}" for part, key in zip(parts, keys, strict=True)
     ]
+    mask = None if keep is None else pa.array([group in keep for group in groups])
     if routed is not None:
         groups = [routed[group] for group in groups]
-    return batch.append_column(SHARD_KEY, pa.array(groups, pa.string()))
+    keyed = batch.append_column(SHARD_KEY, pa.array(groups, pa.string()))
+    return keyed if mask is None else keyed.filter(mask)
 
 
 def write_shard(
     group: pa.Table,
     *,
-    output_path: str,
+    run: RunDirectory,
     shards_per_fate: dict[str, int],
     compression: str,
     row_group_rows: int,
 ) -> pa.Table:
-    """Ray Data map_groups UDF: sort one shard's rows and write them as one Parquet file."""
+    """Ray Data map_groups UDF: sort one shard's rows and stage them as one Parquet file."""
     part, shard_text = shard_group(group.column(SHARD_KEY)[0].as_py()).rsplit("/", 1)
     fate, shard = part_fate(part), int(shard_text)
     keys = row_sort_key(
@@ -202,29 +219,49 @@ def write_shard(
         ],
     )
     table = group.take(order).select(FATE_SCHEMAS[fate].names).cast(FATE_SCHEMAS[fate])
-    relative = shard_name(part, shard, shards_per_fate[part])
+    result = stage_shard(
+        table,
+        fate,
+        shard,
+        shard_name(part, shard, shards_per_fate[part]),
+        run,
+        compression,
+        row_group_rows,
+    )
+    return pa.Table.from_pylist([result], schema=WRITE_RESULT_SCHEMA)
+
+
+def stage_shard(
+    table: pa.Table,
+    fate: str,
+    shard: int,
+    relative: str,
+    run: RunDirectory,
+    compression: str,
+    row_group_rows: int,
+) -> dict[str, Any]:
+    """Write one shard into the run's staging, then its result row beside it: a shard whose
+    result row exists is whole, and a resumed run does not write it again."""
     digest, size = write_table(
-        table, posixpath.join(output_path, relative), compression, row_group_rows
+        table, uri_join(run.staged_shards, relative), compression, row_group_rows
     )
-    return pa.Table.from_pylist(
-        [
-            {
-                "fate": fate,
-                "shard": shard,
-                "path": relative,
-                "rows": table.num_rows,
-                "bytes": size,
-                "sha256": digest,
-            }
-        ],
-        schema=WRITE_RESULT_SCHEMA,
-    )
+    result = {
+        "fate": fate,
+        "shard": shard,
+        "path": relative,
+        "rows": table.num_rows,
+        "bytes": size,
+        "sha256": digest,
+    }
+    write_json_atomically(run.shard_result_uri(relative), result)
+    return result
 
 
 def write_table(
     table: pa.Table, uri: str, compression: str, row_group_rows: int
 ) -> tuple[str, int]:
-    """Write deterministically (no timestamps) and return the file's sha256 and size."""
+    """Write deterministically (no timestamps), whole or not at all; return the file's
+    sha256 and size."""
     sink = pa.BufferOutputStream()
     pq.write_table(
         table,
@@ -234,17 +271,14 @@ def write_table(
         write_statistics=True,
     )
     payload = sink.getvalue()
-    filesystem, path = open_filesystem(uri)
-    filesystem.create_dir(posixpath.dirname(path), recursive=True)
-    with filesystem.open_output_stream(path) as stream:
-        stream.write(payload)
+    write_bytes_atomically(uri, payload.to_pybytes())
     return hashlib.sha256(payload).hexdigest(), payload.size
 
 
 def write_missing_shards(
     results: list[dict[str, Any]],
     shards_per_fate: dict[str, int],
-    output_path: str,
+    run: RunDirectory,
     compression: str,
     row_group_rows: int,
 ) -> list[dict[str, Any]]:
@@ -255,20 +289,9 @@ def write_missing_shards(
         fate = part_fate(part)
         for shard in range(total):
             relative = shard_name(part, shard, total)
-            if relative in present:
-                continue
-            empty = FATE_SCHEMAS[fate].empty_table()
-            digest, size = write_table(
-                empty, posixpath.join(output_path, relative), compression, row_group_rows
-            )
-            added.append(
-                {
-                    "fate": fate,
-                    "shard": shard,
-                    "path": relative,
-                    "rows": 0,
-                    "bytes": size,
-                    "sha256": digest,
-                }
-            )
+            if relative not in present:
+                empty = FATE_SCHEMAS[fate].empty_table()
+                added.append(
+                    stage_shard(empty, fate, shard, relative, run, compression, row_group_rows)
+                )
     return added

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -12,6 +14,7 @@ from pipeline.accounting import (
     check_conservation,
     summarize_batch,
 )
+from pipeline.checkpoint import RunDirectory
 from pipeline.schema import make_record, message, quarantine_row, rows_to_table
 from pipeline.writer import (
     SHARD_KEY,
@@ -92,6 +95,11 @@ def test_shard_counts_follow_target_size_and_output_always_has_a_shard():
     assert shard_counts({}, {}, 100) == {"output": 1, "rejects": 0, "quarantine": 0}
 
 
+def staged(root: Path) -> Path:
+    """Where the writer puts shards until the run commits them."""
+    return Path(RunDirectory(str(root)).staged_shards)
+
+
 def write_all(
     table: pa.Table, root, shards: dict[str, int], routed: dict[str, str] | None = None
 ) -> dict[str, str]:
@@ -101,7 +109,7 @@ def write_all(
         group = keyed.filter(pa.compute.equal(keyed.column(SHARD_KEY), key))
         result = write_shard(
             group,
-            output_path=str(root),
+            run=RunDirectory(str(root)),
             shards_per_fate=shards,
             compression="zstd",
             row_group_rows=1000,
@@ -124,14 +132,14 @@ def test_shards_are_byte_identical_whatever_the_input_order(tmp_path):
         "data/part-00000-of-00003.parquet",
         "quarantine/part-00000-of-00001.parquet",
     }
-    rejects = pq.read_table(tmp_path / "a" / "rejects" / "part-00000-of-00001.parquet")
+    rejects = pq.read_table(staged(tmp_path / "a") / "rejects" / "part-00000-of-00001.parquet")
     assert rejects.column_names[-2:] == ["drop_reason", "drop_detail"]
     assert set(rejects.column("drop_reason").to_pylist()) == {"filter.response_too_short"}
     quarantine = pq.read_table(
-        tmp_path / "a" / "quarantine" / "part-00000-of-00001.parquet"
+        staged(tmp_path / "a") / "quarantine" / "part-00000-of-00001.parquet"
     ).to_pylist()
     assert quarantine[0]["source_line"] == 999 and quarantine[0]["raw"] == '{"instr'
-    data = pq.read_table(tmp_path / "a" / "data")
+    data = pq.read_table(staged(tmp_path / "a") / "data")
     assert "drop_reason" not in data.column_names and data.num_rows == 48
 
 

@@ -4,6 +4,7 @@ follow simple patterns a tiny model learns in a few dozen steps."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -76,4 +77,10 @@ def write_split(directory: Path, turns_list: list[list[tuple[str, str]]]) -> Non
 def write_pipeline_output(root: Path, train: int = 160, validation: int = 24) -> Path:
     write_split(root / "data" / "train", conversations(train))
     write_split(root / "data" / "validation", conversations(validation, offset=10_000))
+    shards = [
+        {"fate": "output", "path": f"data/{split}/part-00000-of-00001.parquet"}
+        for split in ("train", "validation")
+    ]
+    # The commit marker of a finished run: `train sft` refuses a directory without it.
+    (root / "manifest.json").write_text(json.dumps({"shards": shards}))
     return root

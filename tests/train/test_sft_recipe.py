@@ -86,6 +86,20 @@ def test_missing_split_model_and_template_are_found_before_ray(tmp_path, corpus,
     assert dict(problems(path))["prompt.format"].startswith("the tokenizer has no chat template")
 
 
+def test_an_unfinished_data_run_is_refused_as_training_data(tmp_path, corpus, tiny_llama):
+    import shutil
+
+    from pipeline.checkpoint import RunDirectory
+
+    killed = tmp_path / "killed"
+    shutil.copytree(corpus, killed)
+    (killed / "manifest.json").unlink()  # shards in place, but the run never committed
+    RunDirectory(str(killed)).write_marker("abc", [])
+    path = write(tmp_path, killed, tiny_llama)
+    ((where, message),) = [found for found in problems(path) if found[0] == "data.path"]
+    assert "unfinished instructflow data run" in message and "--resume" in message
+
+
 def test_a_recipe_whose_loss_mask_is_empty_is_an_error(tmp_path, corpus, tiny_llama):
     # Four tokens hold the chat template's opening: no reply survives the cut.
     path = write(tmp_path, corpus, tiny_llama, prompt__max_length=4)
