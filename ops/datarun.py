@@ -14,7 +14,8 @@ from ops.report import render_report
 from pipeline.checkpoint import RunDirectory, finish_commit, pending_commit, read_json
 from pipeline.config import DataRecipe
 from pipeline.manifest import build_stats
-from pipeline.plan import RunResult, StageFailure, execute
+from pipeline.plan import RunResult, execute
+from pipeline.stage_failure import StageFailure
 
 
 class PipelineError(RuntimeError):

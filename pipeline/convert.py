@@ -8,7 +8,8 @@ Nothing is lost: top-level keys a converter does not consume travel in ``meta``,
 other than role and content travel in the message's ``extra``, and the little that the
 canonical form cannot say by itself (a missing ``input`` key, a null ``system``, tools given
 as a list) is noted in ``meta["_roundtrip"]``. That is what makes
-``from_canonical(to_canonical(x, f), f) == x`` hold for alpaca, sharegpt and messages.
+``from_canonical(to_canonical(x, f), f) == x`` hold for alpaca, sharegpt and messages
+(``from_canonical`` is in ``pipeline.convert_back``, which builds on this module).
 """
 
 from __future__ import annotations
@@ -411,16 +412,3 @@ _CONVERTERS: dict[str, Callable[[SourceRecord, Mapping[str, str]], _Parts]] = {
     "prompt_completion": _prompt_completion,
     "dolly": _dolly,
 }
-
-
-def from_canonical(
-    row: Mapping[str, Any], fmt: str, *, role_tags: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """The source-format record of a canonical row: alpaca, sharegpt or messages.
-
-    The inverse of ``to_canonical`` for the records it made (see ``pipeline.convert_back``).
-    """
-    # Imported here: the exporters build on this module's vocabulary, not the reverse.
-    from pipeline.convert_back import export_record
-
-    return export_record(row, fmt, role_tags=role_tags)

@@ -1,10 +1,10 @@
 """Back-conversion: canonical rows to alpaca, sharegpt or OpenAI messages records.
 
-``export_record(to_canonical(x, f), f) == x`` for those three formats: unconsumed keys come
+``from_canonical(to_canonical(x, f), f) == x`` for those three formats: unconsumed keys come
 back from ``meta``, message keys from each turn's ``extra``, and the way optional keys were
 written (absent, null, empty, tools as a list, system as a key or a leading turn) from the
-notes ``to_canonical`` left in ``meta["_roundtrip"]``. ``pipeline.convert.from_canonical``
-is the public entry point.
+notes ``to_canonical`` left in ``meta["_roundtrip"]``. This module builds on
+``pipeline.convert``'s vocabulary; conversion never imports it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pipeline.schema import message
 Row = Mapping[str, Any]
 
 
-def export_record(
+def from_canonical(
     row: Mapping[str, Any], fmt: str, *, role_tags: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """The source-format record of a canonical row (alpaca, sharegpt, messages).

@@ -21,7 +21,6 @@ from typing import Any
 
 import pyarrow as pa
 import ray
-from pydantic import ValidationError
 
 from pipeline.accounting import FATES, Summary, check_conservation, summarize_batch
 from pipeline.checkpoint import (
@@ -38,7 +37,8 @@ from pipeline.memory import releasing
 from pipeline.read import InputFile, list_input_files, open_filesystem
 from pipeline.registry import is_global, reason_owners, stage_class
 from pipeline.schema import FLOW_SCHEMA, empty_flow_table
-from pipeline.stage import GlobalContext, Resources, Stage, StageCounts
+from pipeline.stage import GlobalContext, Resources, StageCounts
+from pipeline.stage_failure import StageFailure, one_line, run_stage
 from pipeline.writer import (
     SHARD_KEY,
     WRITE_RESULT_SCHEMA,
@@ -50,19 +50,6 @@ from pipeline.writer import (
     write_missing_shards,
     write_shard,
 )
-
-
-class StageFailure(RuntimeError):
-    """A stage raised on a batch: names the stage and the files the batch came from."""
-
-
-def one_line(error: BaseException) -> str:
-    """An exception as one line: Ray passes worker errors on as text, line by line."""
-    if isinstance(error, ValidationError):
-        return "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_url=False)
-        )
-    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 @ray.remote(num_cpus=0)
@@ -109,18 +96,6 @@ class Tally:
             for position, counts in state["stages"].items()
         }
         self.created = dict(state["created"])
-
-
-def run_stage(stage: Stage, batch: pa.Table) -> tuple[pa.Table, StageCounts]:
-    """``stage.run(batch)``; a failure becomes a StageFailure naming the stage and the
-    batch's first files, so the driver reports it in one line instead of a worker trace."""
-    try:
-        return stage.run(batch)
-    except Exception as error:
-        files = sorted(set(batch.column("source_file").to_pylist()))[:3]
-        raise StageFailure(
-            f"stage {stage.name!r} failed on a batch from {', '.join(files)}: {one_line(error)}"
-        ) from error
 
 
 class StageChain:

@@ -40,8 +40,6 @@ from pydantic import Field, field_validator, model_validator
 from pipeline.augment.guard import GUARD_REASONS, GuardConfig
 from pipeline.dedup_keys import alive
 from pipeline.distributed import report_counts, report_findings
-from pipeline.plan import StageFailure, one_line, run_stage
-from pipeline.registry import stage_class
 from pipeline.schema import last_content
 from pipeline.stage import (
     Augment,
@@ -50,6 +48,7 @@ from pipeline.stage import (
     Resources,
     StageConfig,
 )
+from pipeline.stage_failure import StageFailure, one_line, run_stage
 from pipeline.strata import check_strata, check_stratum_names, stratum_findings, stratum_keys
 
 FieldChoice = Literal["instruction", "response", "both"]
@@ -252,9 +251,14 @@ class AugmentWorker:
     once per actor (models load here), reporting its counts like the plan's chains do."""
 
     def __init__(
-        self, name: str, options: dict[str, Any], selection: Selection, position: int, tally: Any
+        self,
+        name: str,
+        worker: type[SelectiveAugment],
+        options: dict[str, Any],
+        selection: Selection,
+        position: int,
+        tally: Any,
     ) -> None:
-        worker = stage_class(name).worker
         try:
             self.stage = worker(worker.Config.model_validate(options), selection)
         except Exception as error:  # e.g. a model directory gone since validation
@@ -313,6 +317,8 @@ class GlobalAugment(GlobalStage):
             AugmentWorker,
             fn_constructor_kwargs={
                 "name": self.name,
+                # The class itself, not a registry lookup: stages never import the registry.
+                "worker": self.worker,
                 "options": self.config.model_dump(mode="json"),
                 "selection": selection,
                 "position": context.position,

@@ -13,9 +13,9 @@ from pipeline.convert import (
     FORMATS,
     ConversionError,
     detect_format,
-    from_canonical,
     to_canonical,
 )
+from pipeline.convert_back import from_canonical
 from pipeline.schema import QUARANTINE_PREFIXES, rows_to_table
 
 ALPACA = [
