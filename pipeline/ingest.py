@@ -146,6 +146,11 @@ def unit_row(
     except ConversionError as error:
         raw = _raw_text(unit.value)
         return _quarantine(source_file, unit.line, fmt, error.reason, error.detail, raw)
+    except RecursionError:
+        # Readers stop JSON at MAX_NESTING; any value still too deep to convert (a Parquet
+        # struct, say) is quarantined too, so that one record cannot abort the run.
+        detail = "a value nested too deep to convert"
+        return _quarantine(source_file, unit.line, fmt, "read.nesting_too_deep", detail, "")
 
 
 def _quarantine(
@@ -164,4 +169,7 @@ def _quarantine(
 def _raw_text(value: dict[str, Any] | str | None) -> str:
     if isinstance(value, str):
         return value[:RAW_CHARS]
-    return json.dumps(value, ensure_ascii=False, default=str)[:RAW_CHARS]
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)[:RAW_CHARS]
+    except RecursionError:
+        return ""  # too deep to show; the reason says so

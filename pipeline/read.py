@@ -7,14 +7,21 @@ value, for concatenated JSON), the 1-based data row for CSV (header not counted)
 Parquet; 0 means the file as a whole (binary, empty, unreadable before its first record).
 
 Memory stays bounded by ``max_record_bytes`` plus one ~1 MiB chunk: compressed streams are
-read in chunks and split here (pyarrow's compressed streams have no usable ``readline``),
-and a JSON array is split into elements incrementally with ``JSONDecoder.raw_decode``.
+decompressed in chunks (``pipeline.read_compressed``) and split here, and a JSON array is
+split into elements incrementally with ``JSONDecoder.raw_decode``.
+
+A damaged compressed stream (corrupt or truncated) keeps every unit before the damage; the
+units the reader would make from the damaged end (a partial last line, an unfinished
+element) and the rest of the file become one ``read.corrupt_stream`` unit instead.
+A NUL byte costs only the line, paragraph, element or row that holds it; a file is binary as
+a whole only when its head is mostly not text.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import json
 import os
 import re
@@ -28,7 +35,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.discover import InputFile, InputNotFound, list_input_files, open_filesystem
-from pipeline.read_json import split_json_values
+from pipeline.read_compressed import DecompressedStream
+from pipeline.read_json import MAX_NESTING, JsonPiece, nesting_exceeds_limit, split_json_values
 
 __all__ = [
     "FILE_TYPES",
@@ -51,6 +59,9 @@ READ_REASONS = (
     "read.invalid_csv_row",
     "read.not_an_object",
     "read.unreadable_file",
+    "read.corrupt_stream",
+    "read.nul_byte",
+    "read.nesting_too_deep",
 )
 FILE_TYPES = ("jsonl", "json", "parquet", "csv", "text")
 TextUnit = Literal["file", "paragraph", "line"]
@@ -73,6 +84,8 @@ _NON_TEXT = re.compile("[\x00-\x07\x0b\x0e-\x1a\x1c-\x1f\x7f\ufffd]")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = "a \\uD800-\\uDFFF escape without its pair is not Unicode text"
+_TOO_DEEP = f"lists and objects nested deeper than {MAX_NESTING} levels"
+_NUL = "a NUL byte"
 
 
 class Unit(NamedTuple):
@@ -124,11 +137,13 @@ def _file_units(
     if kind == "parquet":
         yield from _parquet_units(filesystem, path)
         return
-    with filesystem.open_input_stream(path, compression=compression) as stream:
-        chunks = _Chunks(stream)
+    # Raw bytes, decompressed here: pyarrow's compressed streams lose a failing read whole.
+    with filesystem.open_input_stream(path, compression=None) as raw:
+        reopen = functools.partial(filesystem.open_input_stream, path, compression=None)
+        chunks = _Chunks(DecompressedStream(raw, compression, CHUNK_BYTES, reopen))
         kind = kind or _sniff(chunks.head)
         if kind != "parquet" and _looks_binary(chunks.head):
-            detail = "NUL or mostly non-text bytes in the first 8 KiB"
+            detail = "mostly non-text bytes in the first 8 KiB"
             yield _bad(0, "read.binary_file", detail, chunks.head)
             return
         if kind == "parquet":
@@ -142,25 +157,55 @@ def _file_units(
             "csv": lambda: _csv_units(chunks, limit, _delimiter(extension, delimiter)),
             "text": lambda: _text_units(chunks, limit, text_unit),
         }
-        yield from readers[kind]()
-        if not chunks.content_seen:
+        yield from _up_to_damage(readers[kind](), chunks)
+        if not chunks.content_seen and chunks.stream.damage is None:
             yield _bad(0, "read.empty_file", "the file has no bytes other than whitespace", "")
 
 
 class _Chunks:
     """The decompressed bytes of one file in chunks; the first is kept for sniffing."""
 
-    def __init__(self, stream: pa.NativeFile) -> None:
+    def __init__(self, stream: DecompressedStream) -> None:
         self.stream = stream
-        self.head = stream.read(CHUNK_BYTES).removeprefix(codecs.BOM_UTF8)
+        self.head = stream.read().removeprefix(codecs.BOM_UTF8)
         self.content_seen = False
+        self.ended = False  # the reader has asked past the last chunk
 
     def __iter__(self) -> Iterator[bytes]:
         chunk = self.head
         while chunk:
             self.content_seen = self.content_seen or bool(chunk.strip())
             yield chunk
-            chunk = self.stream.read(CHUNK_BYTES)
+            chunk = self.stream.read()
+        self.ended = True
+
+
+def _up_to_damage(units: Iterator[Unit], chunks: _Chunks) -> Iterator[Unit]:
+    """The reader's units, but those it makes from a damaged stream's end are one unit.
+
+    A unit made after the last chunk ran out is the text at the damage (a line without its
+    newline, an unfinished element or paragraph), which may go on in the bytes lost.
+    """
+    last_line, tail = 0, None
+    for unit in units:
+        if chunks.ended and chunks.stream.damage is not None:
+            tail = unit
+            break
+        last_line = unit.line
+        yield unit
+    damage = chunks.stream.damage
+    if not chunks.ended or damage is None:
+        return  # clean, or the reader stopped early and its last unit covers the rest
+    if tail is not None:
+        line = tail.line
+    else:  # 0: not a byte was readable, the file as a whole
+        line = last_line + 1 if chunks.stream.decompressed else 0
+    detail = (
+        f"{damage.message} at compressed byte {damage.compressed_offset}, after "
+        f"{damage.decompressed_offset} decompressed bytes; the rest of the file from here "
+        "is quarantined as this one unit"
+    )
+    yield _bad(line, "read.corrupt_stream", detail, tail.raw if tail else "")
 
 
 def _bad(line: int, reason: str, detail: str, raw: bytes | str | None) -> Unit:
@@ -172,9 +217,8 @@ def _bad(line: int, reason: str, detail: str, raw: bytes | str | None) -> Unit:
 
 
 def _looks_binary(head: bytes) -> bool:
+    # Not any NUL: one stray NUL in a text file costs only its own line (read.nul_byte).
     sample = head[:SNIFF_BYTES]
-    if b"\x00" in sample:
-        return True
     text = sample.decode("utf-8", errors="replace")
     return bool(text) and len(_NON_TEXT.findall(text)) > 0.3 * len(text)
 
@@ -194,7 +238,7 @@ def _looks_like_json_lines(head: bytes) -> bool:
     lines = head.lstrip().split(b"\n", 1)
     try:
         return len(lines) == 2 and isinstance(json.loads(lines[0]), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
@@ -243,15 +287,22 @@ def _jsonl_units(chunks: Iterable[bytes], limit: int) -> Iterator[Unit]:
 
 def _json_line(line: _Line) -> Unit:
     number, data = line.number, line.data
+    if b"\x00" in data:
+        return _bad(number, "read.nul_byte", f"{_NUL} at byte {data.index(0)}", data)
     try:
-        value = json.loads(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        value = json.loads(text)
     except UnicodeDecodeError as error:
         return _bad(number, "read.invalid_utf8", f"byte {error.start}: {error.reason}", data)
     except json.JSONDecodeError as error:
         return _bad(number, "read.invalid_json", f"{error.msg} at column {error.colno}", data)
+    except RecursionError:
+        return _bad(number, "read.nesting_too_deep", _TOO_DEEP, data)
     if not isinstance(value, dict):
         return _bad(number, "read.not_an_object", f"a JSON {type(value).__name__}", data)
-    if _has_lone_surrogate(data.decode("utf-8"), value):
+    if nesting_exceeds_limit(text, value):
+        return _bad(number, "read.nesting_too_deep", _TOO_DEEP, data)
+    if _has_lone_surrogate(text, value):
         return _bad(number, "read.invalid_utf8", _LONE_SURROGATE, data)
     return Unit(number, value)
 
@@ -294,6 +345,9 @@ def _text_block(start: int, block: list[bytes], size: int, limit: int) -> Unit:
     data = b"\n".join(block)
     if size > limit:
         return _too_large(start, size, limit, data)
+    if b"\x00" in data:
+        line = start + data.count(b"\n", 0, data.index(0))
+        return _bad(start, "read.nul_byte", f"{_NUL} on line {line}", data)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -321,8 +375,10 @@ def _csv_units(chunks: Iterable[bytes], limit: int, delimiter: str) -> Iterator[
         try:
             row = next(reader, None)
         except csv.Error as error:
+            # Before Python 3.11 the csv module refuses a NUL itself.
+            reason = "read.nul_byte" if "NUL" in str(error) else "read.invalid_csv_row"
             row_number += 1
-            yield _bad(row_number, "read.invalid_csv_row", f"line {reader.line_num}: {error}", "")
+            yield _bad(row_number, reason, f"line {reader.line_num}: {error}", "")
             continue
         for line in oversized:
             row_number += 1
@@ -353,6 +409,8 @@ def _csv_row(number: int, line: int, header: list[str], row: list[str], delimite
     if len(row) != len(header):
         detail = f"line {line}: {len(row)} fields, the header has {len(header)}"
         return _bad(number, "read.invalid_csv_row", detail, text)
+    if "\x00" in text:
+        return _bad(number, "read.nul_byte", f"line {line}: {_NUL}", text)
     if _SURROGATE.search(text):
         return _bad(number, "read.invalid_utf8", f"line {line}: not valid UTF-8", text)
     return Unit(number, dict(zip(header, row, strict=True)))
@@ -382,17 +440,26 @@ def _plain(value: Any) -> Any:
 
 def _json_units(chunks: Iterable[bytes], limit: int) -> Iterator[Unit]:
     for piece in split_json_values(chunks, limit):
-        if piece.problem == "broken":
-            yield _bad(piece.line, "read.invalid_json", piece.detail, piece.text)
-        elif piece.problem == "too_large" or len(piece.text) > limit:
-            detail = piece.detail or f"{len(piece.text)} chars > max_record_bytes {limit}"
-            yield _bad(piece.line, "read.record_too_large", detail, piece.text)
-        elif _SURROGATE.search(piece.text):
-            yield _bad(piece.line, "read.invalid_utf8", "not valid UTF-8", piece.text)
-        elif not isinstance(piece.value, dict):
-            kind = type(piece.value).__name__
-            yield _bad(piece.line, "read.not_an_object", f"a JSON {kind}", piece.text)
-        elif _has_lone_surrogate(piece.text, piece.value):
-            yield _bad(piece.line, "read.invalid_utf8", _LONE_SURROGATE, piece.text)
-        else:
-            yield Unit(piece.line, piece.value)
+        yield _json_piece_unit(piece, limit)
+
+
+def _json_piece_unit(piece: JsonPiece, limit: int) -> Unit:
+    line, text = piece.line, piece.text
+    if piece.problem == "invalid" and "\x00" in text:
+        return _bad(line, "read.nul_byte", piece.detail, text)
+    if piece.problem in ("invalid", "broken"):
+        return _bad(line, "read.invalid_json", piece.detail, text)
+    if piece.problem == "too_deep":
+        return _bad(line, "read.nesting_too_deep", piece.detail, text)
+    if piece.problem == "too_large" or len(text) > limit:
+        detail = piece.detail or f"{len(text)} chars > max_record_bytes {limit}"
+        return _bad(line, "read.record_too_large", detail, text)
+    if _SURROGATE.search(text):
+        return _bad(line, "read.invalid_utf8", "not valid UTF-8", text)
+    if not isinstance(piece.value, dict):
+        return _bad(line, "read.not_an_object", f"a JSON {type(piece.value).__name__}", text)
+    if nesting_exceeds_limit(text, piece.value):
+        return _bad(line, "read.nesting_too_deep", _TOO_DEEP, text)
+    if _has_lone_surrogate(text, piece.value):
+        return _bad(line, "read.invalid_utf8", _LONE_SURROGATE, text)
+    return Unit(line, piece.value)

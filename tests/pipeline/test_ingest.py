@@ -10,9 +10,10 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from pipeline.ingest import INGEST_REASONS, InputConfig, ingest_file
-from pipeline.read import list_input_files
-from pipeline.schema import FLOW_SCHEMA, is_quarantine_reason
+from pipeline.ingest import INGEST_REASONS, InputConfig, ingest_file, unit_row
+from pipeline.read import Unit, list_input_files
+from pipeline.schema import FLOW_SCHEMA, is_quarantine_reason, rows_to_table
+from pipeline.templates import TemplateRenderer
 
 LONG_TEXT = (
     "The committee met on Tuesday to review the budget. Several members raised concerns about "
@@ -143,7 +144,7 @@ def test_whole_file_problems_are_one_row_each(tmp_path: Path) -> None:
         )
     }
     assert by_file == {
-        "bad.jsonl.gz": (0, "read.unreadable_file"),
+        "bad.jsonl.gz": (0, "read.corrupt_stream"),
         "empty.jsonl": (0, "read.empty_file"),
         "good.jsonl.gz": (1, None),
         "image.json": (0, "read.binary_file"),
@@ -210,3 +211,26 @@ def test_input_config_compiles_user_templates_up_front(tmp_path: Path) -> None:
     with pytest.raises(ValidationError):
         config.model_copy(update={}).__setattr__("path", "y")
     assert InputConfig.model_validate(config.model_dump(mode="json")) == config
+
+
+def test_too_deep_values_are_quarantined_never_raised(tmp_path: Path) -> None:
+    path = tmp_path / "deep.jsonl"
+    good = json.dumps({"prompt": "p", "completion": "c"})
+    deep = '{"prompt": "p", "completion": "c", "x": ' + "[" * 5000 + "]" * 5000 + "}"
+    path.write_text(f"{good}\n{deep}\n{good}\n", encoding="utf-8")
+    assert outcomes(ingest(path)) == [(1, None), (2, "read.nesting_too_deep"), (3, None)]
+
+
+def test_unit_row_quarantines_a_value_too_deep_to_convert() -> None:
+    # A reader keeps JSON within MAX_NESTING; this is what any deeper value would meet.
+    deep: list = []
+    innermost = deep
+    for _ in range(5000):
+        innermost.append([])
+        innermost = innermost[0]
+    unit = Unit(7, {"instruction": "i", "output": "o", "extra": deep})
+    config = InputConfig(path="x")
+    row = unit_row(unit, "f.jsonl", config, TemplateRenderer((), seed=0))
+    assert (row["source_line"], row["drop_reason"]) == (7, "read.nesting_too_deep")
+    assert row["source_file"] == "f.jsonl"
+    assert rows_to_table([row]).num_rows == 1

@@ -189,12 +189,12 @@ def test_gzip_json_array_streams_across_chunks(tmp_path: Path, monkeypatch) -> N
     assert [u.value for u in units_of(path)] == records
 
 
-def test_corrupt_gzip_is_unreadable(tmp_path: Path) -> None:
+def test_corrupt_gzip_is_a_corrupt_stream(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl.gz"
     path.write_bytes(b"this is not gzip at all")
     (unit,) = units_of(path)
-    assert summary([unit]) == [(0, "read.unreadable_file")]
-    assert "OSError" in unit.error[1]
+    assert summary([unit]) == [(0, "read.corrupt_stream")]
+    assert "incorrect header check at compressed byte 0" in unit.error[1]
 
 
 def test_truncated_gzip_keeps_what_was_read(tmp_path: Path, monkeypatch) -> None:
@@ -203,7 +203,8 @@ def test_truncated_gzip_keeps_what_was_read(tmp_path: Path, monkeypatch) -> None
     path = tmp_path / "a.jsonl.gz"
     path.write_bytes(data[: len(data) // 2])
     units = units_of(path)
-    assert units[-1].error[0] == "read.unreadable_file"
+    assert units[-1].error[0] == "read.corrupt_stream"
+    assert "ends inside the gzip stream" in units[-1].error[1]
     assert all(u.error is None for u in units[:-1]) and len(units) > 100
     assert units[-1].line == units[-2].line + 1
 
@@ -403,13 +404,176 @@ def test_small_record_limit(tmp_path: Path) -> None:
     assert summary(units) == [(1, None), (3, "read.record_too_large"), (5, None)]
 
 
-def test_broken_array_element_quarantines_the_rest_of_the_file(tmp_path: Path) -> None:
+def test_broken_minified_array_element_quarantines_the_rest_of_the_file(tmp_path: Path) -> None:
     path = tmp_path / "a.json"
     path.write_text('[{"a": 1}, {"a": 2,, "b": 3}, {"a": 4}, {"a": 5}]', encoding="utf-8")
     units = units_of(path)
     assert summary(units) == [(1, None), (2, "read.invalid_json")]
     assert "rest of the file" in units[1].error[1]
     assert units[1].raw.startswith('{"a": 2,,')
+
+
+PRETTY_RECORDS = [
+    {"instruction": f"q{i}", "output": f"a{i}", "tags": [i, {"n": i}]} for i in range(6)
+]
+
+
+@pytest.mark.parametrize(("indent", "newline"), [(2, "\n"), (4, "\n"), ("\t", "\n"), (2, "\r\n")])
+@pytest.mark.parametrize(
+    ("broken", "replacement"),
+    [
+        ('"q2",', '"q2",,'),  # a doubled comma
+        ('"a2"', '"a2'),  # a stray quote: the string runs on to the next line
+        ('"q2"', "q2"),  # unquoted
+        ('"a2",', '"a2"'),  # a missing comma between members
+    ],
+)
+def test_broken_pretty_array_element_costs_only_itself(
+    tmp_path: Path, monkeypatch, indent, newline: str, broken: str, replacement: str
+) -> None:
+    monkeypatch.setattr(read, "CHUNK_BYTES", 23)  # elements and markers cut by chunk ends
+    text = json.dumps(PRETTY_RECORDS, indent=indent).replace(broken, replacement, 1)
+    path = tmp_path / "a.json"
+    path.write_bytes(text.replace("\n", newline).encode())
+    units = units_of(path)
+    assert summary(units) == [
+        (1, None),
+        (2, None),
+        (3, "read.invalid_json"),
+        (4, None),
+        (5, None),
+        (6, None),
+    ]
+    assert [u.value for u in units if u.error is None] == [
+        PRETTY_RECORDS[i] for i in (0, 1, 3, 4, 5)
+    ]
+    assert "skipped to the next element" in units[2].error[1]
+    assert units[2].raw.lstrip().startswith("{") and '"q3"' not in units[2].raw
+
+
+def test_pretty_array_missing_comma_between_elements_loses_nothing(tmp_path: Path) -> None:
+    text = json.dumps(PRETTY_RECORDS[:3], indent=2).replace("},\n  {", "}\n  {", 1)
+    path = tmp_path / "a.json"
+    path.write_text(text, encoding="utf-8")
+    assert [u.value for u in units_of(path)] == PRETTY_RECORDS[:3]
+
+
+def test_broken_last_pretty_element_is_the_rest_of_the_file(tmp_path: Path) -> None:
+    text = json.dumps(PRETTY_RECORDS[:3], indent=2).replace('"q2",', '"q2",,')
+    path = tmp_path / "a.json"
+    path.write_text(text, encoding="utf-8")
+    units = units_of(path)
+    assert summary(units) == [(1, None), (2, None), (3, "read.invalid_json")]
+    assert "no element starts after it" in units[2].error[1]
+
+
+def test_array_whose_nested_objects_start_like_elements_is_not_resynchronised(
+    tmp_path: Path,
+) -> None:
+    # indent=0 puts nested objects at the elements' indentation: a line that starts with
+    # "{" may be inside an element, so a broken element takes the rest of the file.
+    text = json.dumps(PRETTY_RECORDS, indent=0).replace('"q2",', '"q2",,')
+    path = tmp_path / "a.json"
+    path.write_text(text, encoding="utf-8")
+    units = units_of(path)
+    assert summary(units) == [(1, None), (2, None), (3, "read.invalid_json")]
+    assert "rest of the file" in units[2].error[1]
+
+
+def test_control_character_in_a_minified_array_costs_only_its_element(tmp_path: Path) -> None:
+    path = tmp_path / "a.json"
+    path.write_text('[{"a": 1}, {"a": "tab\tand\nnewline"}, {"a": 3}]', encoding="utf-8")
+    units = units_of(path)
+    assert summary(units) == [(1, None), (2, "read.invalid_json"), (3, None)]
+    assert "Invalid control character" in units[1].error[1]
+
+
+# --- NUL bytes: the line, paragraph, element or row, never the whole file ---------------
+
+
+def test_nul_byte_costs_only_its_jsonl_line(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"a": "\x00"}\n{"a": 2}\n\x00\x00\n{"a": 4}\n' + b'{"a": 5}\n' * 2000)
+    units = units_of(path)
+    assert summary(units[:4]) == [(1, "read.nul_byte"), (2, None), (3, "read.nul_byte"), (4, None)]
+    assert len(units) == 2004 and units[0].raw == '{"a": "\x00"}'
+
+
+@pytest.mark.parametrize(
+    ("text_unit", "expected"),
+    [
+        ("paragraph", [(1, None), (3, "read.nul_byte"), (6, None)]),
+        ("line", [(1, None), (3, "read.nul_byte"), (4, None), (6, None)]),
+        ("file", [(1, "read.nul_byte")]),
+    ],
+)
+def test_nul_byte_costs_only_its_text_unit(tmp_path: Path, text_unit: str, expected) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"one\n\ntw\x00o\nmore\n\nthree\n")
+    units = units_of(path, text_unit=text_unit)
+    assert summary(units) == expected
+
+
+def test_nul_byte_costs_only_its_csv_row(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(b'a,b\n1,2\nx\x00,y\n"multi\nline\x00",z\n3,4\n')
+    units = units_of(path)
+    assert summary(units) == [(1, None), (2, "read.nul_byte"), (3, "read.nul_byte"), (4, None)]
+    assert units[3].value == {"a": "3", "b": "4"}
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_nul_byte_costs_only_its_array_element(tmp_path: Path, indent: int | None) -> None:
+    text = json.dumps(PRETTY_RECORDS[:3], indent=indent).replace("q1", "q\x001")
+    path = tmp_path / "a.json"
+    path.write_text(text, encoding="utf-8")
+    units = units_of(path)
+    assert summary(units) == [(1, None), (2, "read.nul_byte"), (3, None)]
+
+
+def test_png_header_with_nuls_is_still_binary_but_one_nul_is_not(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"a": 1}\x00\n' + b'{"a": 2}\n' * 100)
+    assert summary(units_of(path)[:2]) == [(1, "read.nul_byte"), (2, None)]
+
+
+# --- nesting too deep: one unit, and the next records are read ------------------------
+
+
+def deep_value(depth: int) -> str:
+    return '{"a": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+
+
+@pytest.mark.parametrize("depth", [129, 1000, 5000, 100_000])
+@pytest.mark.parametrize("layout", ["jsonl", "array", "pretty_array", "json_first_line"])
+def test_deep_nesting_is_one_unit_and_the_next_records_are_read(
+    tmp_path: Path, depth: int, layout: str
+) -> None:
+    deep = deep_value(depth)
+    if layout == "jsonl":
+        name, text, expected = "a.jsonl", f'{{"a": 1}}\n{deep}\n{{"a": 3}}\n', [1, 2, 3]
+    elif layout == "array":
+        name, text, expected = "a.json", f'[{{"a": 1}}, {deep}, {{"a": 3}}]', [1, 2, 3]
+    elif layout == "pretty_array":
+        name, text, expected = "a.json", f'[\n  {{"a": 1}},\n  {deep},\n  {{"a": 3}}\n]', [1, 2, 3]
+    else:  # a .json file whose first line is too deep to tell whether it is JSON Lines
+        name, text, expected = "a.json", f'{deep}\n{{"a": 3}}\n', [1, 2]
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    units = units_of(path)
+    deep_unit = expected[-2]
+    assert summary(units) == [
+        (line, "read.nesting_too_deep" if line == deep_unit else None) for line in expected
+    ]
+    assert units[-1].value == {"a": 3}
+    assert "nested deeper than 128 levels" in units[expected.index(deep_unit)].error[1]
+
+
+def test_nesting_up_to_the_limit_is_a_record(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text(deep_value(128) + "\n", encoding="utf-8")
+    (unit,) = units_of(path)
+    assert unit.error is None
 
 
 def test_truncated_json_array(tmp_path: Path) -> None:
