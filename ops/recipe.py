@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow.fs as pafs
 import yaml
 
-from pipeline.checkpoint import COMMIT_PLAN, RUN_DIRECTORY, RunDirectory, read_json
+from pipeline.checkpoint import COMMIT_PLAN, RUN_DIRECTORY, RUN_MARKER, RunDirectory, read_json
 from pipeline.config import DataRecipe, Problem, RecipeError, parse_recipe
 from pipeline.discover import fixed_prefix
 from pipeline.read import InputNotFound, list_input_files, open_filesystem
@@ -325,8 +325,9 @@ def clear_previous_run(path: str) -> None:
     owned, foreign = previous_run_files(path)
     if foreign:  # preflight refuses this; checked again so no caller can skip it
         raise ValueError(f"{path}: not a previous run's own files: {', '.join(foreign[:5])}")
-    # manifest.json first: from then on the run no longer looks finished.
-    for relative in sorted(owned, key=lambda name: name != "manifest.json"):
+    # manifest.json first: from then on the run no longer looks finished; the run marker
+    # last, so a deletion cut short still leaves files that --overwrite knows as the run's.
+    for relative in sorted(owned, key=lambda name: (name != "manifest.json", name == RUN_MARKER)):
         filesystem.delete_file(posixpath.join(root, relative))
     remove_empty_directories(filesystem, root)
 
