@@ -1,6 +1,6 @@
 """Labelled records for the classifier tests, generated here (no downloads, no shared data).
 
-- Quality: ``ops.synthetic.write_quality_corpus``, shared with ``instructflow bench quality``.
+- Quality: ``bench.corpora.write_quality_corpus``, shared with ``instructflow bench quality``.
 - Domain: three domains (cooking, code, finance) written from small word banks.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from bench.corpora import write_records
 from ops.quality import TrainSettings
-from ops.synthetic import write_records
 
 # Small and fast: the tests check learning and plumbing, not the production defaults.
 TEST_SETTINGS = TrainSettings(dim=32, bucket=20_000, epoch=20)

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from ops.bench_augment import benchmark_sentences, build_tiny_translator
+from bench.augment import benchmark_sentences, build_tiny_translator
 from ops.datarun import run_data
 
 ROOT = Path(__file__).resolve().parents[1]

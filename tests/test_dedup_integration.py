@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from bench.corpora import generate_paragraphs
 from ops.datarun import run_data
-from ops.synthetic import generate_paragraphs
 
 ROOT = Path(__file__).resolve().parents[1]
 ZH_PASSAGE = (

@@ -2,7 +2,7 @@
 
     python examples/quickstart/make_corpus.py
 
-The clean bulk comes from ``ops.synthetic`` (deterministic, authored word banks); the dirt
+The clean bulk comes from ``bench.corpora`` (deterministic, authored word banks); the dirt
 that each stage of the quickstart recipe should catch is mostly written out by hand below, so
 that a reader can open a data file and find it. Every run writes the same bytes (gzip with a
 zero timestamp), so the files can be regenerated and diffed.
@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # runnable from a plain checkout, before `pip install -e .`
 
-from ops.synthetic import (  # noqa: E402
+from bench.corpora import (  # noqa: E402
     DirtConfig,
     generate_paragraphs,
     generate_qa,

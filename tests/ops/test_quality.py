@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from bench.corpora import write_quality_corpus
 from ops.quality import (
     add_quality_commands,
     examples_from_files,
@@ -19,7 +20,6 @@ from ops.quality import (
     precision_recall_f1,
     train_classifier,
 )
-from ops.synthetic import write_quality_corpus
 from pipeline.classifier import classifier_text, label_probabilities, load_fasttext
 from pipeline.schema import RECORD_SCHEMA, REJECT_SCHEMA, make_record, message
 from tests.classifier_data import TEST_SETTINGS, write_domain_corpus

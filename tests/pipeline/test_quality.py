@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 from pydantic import ValidationError
 
+from bench.corpora import write_quality_corpus
 from ops.quality import examples_from_files, train_classifier
-from ops.synthetic import write_quality_corpus
 from pipeline.classifier import classifier_text, feature_text
 from pipeline.quality import QualityConfig, QualityFilter, score_bucket
 from pipeline.schema import rows_to_table

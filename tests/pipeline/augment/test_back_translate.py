@@ -1,7 +1,7 @@
 """Back-translation: protection, provenance, the guard on an untrained model, config errors.
 
 The unit tests inject a deterministic ``translate`` function; the model test loads a tiny
-MarianMT built from a config (``ops.bench_augment.build_tiny_translator``) by path.
+MarianMT built from a config (``bench.augment.build_tiny_translator``) by path.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from ops.bench_augment import benchmark_sentences, build_tiny_translator
+from bench.augment import benchmark_sentences, build_tiny_translator
 from pipeline.augment.back_translate import BackTranslateBatches, BackTranslateConfig
 from pipeline.augment.selection import Selection
 from pipeline.schema import make_record, message, record_id, rows_to_table

@@ -1,7 +1,7 @@
 """A generated corpus whose duplicate structure does not change with its size, for
 ``instructflow bench dedup-memory``.
 
-``ops.synthetic`` assembles records from a fixed set of templates and word banks, so the
+``bench.corpora`` assembles records from a fixed set of templates and word banks, so the
 more records it makes, the more of them collide by chance: in the memory runs its near
 duplicates went from 3,686 removed at 100k records to 81,281 at 1M and 290,491 at 3M, and
 its largest candidate component from 387 members to 4,834 and 54,397. A shuffle partition
@@ -22,7 +22,7 @@ Every slice of the corpus carries the same mix, so each shuffle partition does t
 at every size and only the number of partitions grows. One numpy generator seeded by
 ``seed`` draws everything in order: the same arguments give the same bytes.
 
-    from ops.memory_corpus import write_fixed_rate_corpus
+    from bench.corpora.fixed_rate import write_fixed_rate_corpus
     counts = write_fixed_rate_corpus("corpus/", 100_000, seed=0, records_per_file=12_500)
 """
 

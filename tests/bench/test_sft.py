@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.bench_sft import (
+from bench.sft import (
     SFTBenchSettings,
     TableShard,
     bench_records,
@@ -88,7 +88,7 @@ def test_the_loop_counts_the_tokens_of_the_global_batches(report: dict) -> None:
     out for those steps, from the same rows the loop trained on."""
     import pyarrow.parquet as pq
 
-    from ops.bench_sft import recipe_dict, train_plan
+    from bench.sft import recipe_dict, train_plan
     from train.config import SFTRecipe
     from train.sft import global_batches
     from train.sft_rows import load_tokenizer, training_rows

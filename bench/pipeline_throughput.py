@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ops.synthetic import DirtConfig, write_corpus
+from bench.corpora import DirtConfig, write_corpus
 from pipeline.config import DataRecipe, parse_recipe
 from pipeline.ingest import ingest_file
 from pipeline.read import list_input_files

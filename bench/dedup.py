@@ -4,9 +4,9 @@
 compared on a shared machine:
 
 1. **Signatures**: MinHash signatures per second per core, instructflow's kernel against
-   datasketch, on ~200-word English documents (``ops.bench_minhash``).
+   datasketch, on ~200-word English documents (``bench.minhash``).
 2. **Quality**: precision, recall and F1 on the labelled near-duplicate benchmark of
-   ``ops.dedup_benchmark``, per language and threshold, of instructflow's ``near_dedup`` stage
+   ``bench.dedup_labelled``, per language and threshold, of instructflow's ``near_dedup`` stage
    run through the real plan on Ray, of datasketch in one process, and of DataTrove's four
    MinHash stages. All three see the same corpus and compare the same text.
 3. **Wall time** of those same runs. instructflow's is ``pipeline.plan.execute`` as a whole
@@ -40,8 +40,9 @@ import psutil
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ops.bench_minhash import benchmark_signatures, english_documents
-from ops.dedup_benchmark import (
+from bench.corpora import DirtConfig, write_corpus
+from bench.corpora.fixed_rate import write_fixed_rate_corpus
+from bench.dedup_labelled import (
     BenchmarkCorpus,
     build_benchmark,
     compare_baselines,
@@ -49,8 +50,7 @@ from ops.dedup_benchmark import (
     read_labels,
     score,
 )
-from ops.memory_corpus import write_fixed_rate_corpus
-from ops.synthetic import DirtConfig, write_corpus
+from bench.minhash import benchmark_signatures, english_documents
 from pipeline.config import DataRecipe, parse_recipe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -505,8 +505,8 @@ def memory_corpus(
     corpus_dir: Path, records: int, seed: int, kind: str = "fixed-rate"
 ) -> tuple[float, int]:
     """``records`` generated alpaca records in files of MEMORY_RECORDS_PER_FILE; seconds
-    spent and bytes. ``fixed-rate`` (``ops.memory_corpus``): duplicates, near duplicates and
-    400-member families at the same rates at every size. ``templates``: ``ops.synthetic`` with
+    spent and bytes. ``fixed-rate`` (``bench.corpora.fixed_rate``): duplicates, near duplicates and
+    400-member families at the same rates at every size. ``templates``: ``bench.corpora`` with
     ``DirtConfig.typical()`` (5% exact and 3% near duplicates), whose chance near duplicates
     grow faster than the corpus. A corpus already there for the same arguments is reused."""
     if kind not in MEMORY_CORPORA:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.bench_augment import bench_augment, wants_gpu
+from bench.augment import bench_augment, wants_gpu
 from ops.cli import build_parser
 
 

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ops.synthetic import generate_records
+from bench.corpora import generate_records
 
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.bench_dedup import (
+from bench.dedup import (
     BenchSettings,
     MemorySampler,
     bench_dedup,
@@ -17,8 +17,8 @@ from ops.bench_dedup import (
     parse_options,
     speed_ratios,
 )
+from bench.dedup_labelled import DEFAULT_CORPORA
 from ops.cli import build_parser
-from ops.dedup_benchmark import DEFAULT_CORPORA
 from pipeline.config import RecipeError
 
 needs_corpora = pytest.mark.skipif(

@@ -18,7 +18,7 @@ import ftfy
 import py3langid
 import pytest
 
-from ops.synthetic import (
+from bench.corpora import (
     DIRT_KINDS,
     FORMAT_COLUMNS,
     FORMATS,
@@ -31,7 +31,7 @@ from ops.synthetic import (
     write_records,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 QUICKSTART = REPO / "examples" / "quickstart"
 
 # Digit lookarounds, not \b: in Chinese text a digit touches a CJK letter, which \b sees as \w.

@@ -7,7 +7,7 @@ One process does everything, so only same-run ratios are compared on a shared ma
    (``DirtConfig.low_quality``), English in four files and Chinese in four, labelled by
    language in the recipe (dolly's ``category`` gives the task). **Model**: a small fastText
    quality model trained by ``ops.quality.train_classifier`` on separately generated good and
-   bad records (``ops.synthetic.write_quality_corpus``).
+   bad records (``bench.corpora.write_quality_corpus``).
 2. **Quality scoring**, threshold ``SCORE_THRESHOLD``. The plain loop loads the model and, on
    one core, reads and converts every file with the pipeline's own reader, scores each batch
    with the code the stage calls (``classifier_texts`` then ``label_probabilities``), keeps
@@ -51,8 +51,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from bench.corpora import DirtConfig, write_corpus, write_quality_corpus
 from ops.quality import TrainSettings, examples_from_files, train_classifier
-from ops.synthetic import DirtConfig, write_corpus, write_quality_corpus
 from pipeline.classifier import classifier_texts, label_probabilities, load_fasttext
 from pipeline.config import DataRecipe, parse_recipe
 from pipeline.discover import InputFile

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from datasketch import MinHashLSH
 
-from ops.datatrove_baseline import optimal_bands_rows
-from ops.dedup_benchmark import (
+from bench.datatrove_baseline import optimal_bands_rows
+from bench.dedup_labelled import (
     DATATROVE_VERSION,
     DEFAULT_CORPORA,
     EDIT_KINDS,

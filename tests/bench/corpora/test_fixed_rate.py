@@ -1,4 +1,4 @@
-"""ops.memory_corpus: the fixed-rate corpus of ``bench dedup-memory``: deterministic, the
+"""bench.corpora.fixed_rate: the fixed-rate corpus of ``bench dedup-memory``: deterministic, the
 configured rates, and no chance near duplicates between independent records."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ops.memory_corpus import (
+from bench.corpora.fixed_rate import (
     EXACT_RATE,
     FAMILY_SIZE,
     NEAR_RATE,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from ops.bench_quality import (
+from bench.quality import (
     QualityBenchSettings,
     bench_quality,
     check_settings,

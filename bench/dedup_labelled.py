@@ -3,7 +3,7 @@
 Dedup compares ``instruction + "\\n" + output`` (``dedup_text``). Base passages are real
 prompt/response pairs from ``shared/corpora`` (alpaca, preference and feedback data, raw web text
 cut into continuation records), 40-300 words (Chinese: 80-500 characters), topped up with
-``ops.synthetic`` records only where the real ones run out. No two base passages are equal after
+``bench.corpora`` records only where the real ones run out. No two base passages are equal after
 normalisation or have a shingle Jaccard of 0.5 or more, so the labels are clean. Each cluster is
 one original plus 1-4 variants (probability 0.4, 0.3, 0.2, 0.1); a variant carries one edit (60%)
 or two different edits (40%), of the kinds that scraped and re-templated instruction data
@@ -26,7 +26,7 @@ other single edits 0.85-1.0. Records are shuffled, so a variant can come before 
 
 ``score`` counts a cluster of k records as right when exactly k-1 of them go, whichever survives.
 Baseline A is datasketch as people use it (``datasketch_dedup``); baseline B is DataTrove's four
-MinHash stages, run by ``ops/datatrove_baseline.py`` in a virtual environment of its own
+MinHash stages, run by ``bench/datatrove_baseline.py`` in a virtual environment of its own
 (``ensure_datatrove_venv``, ``datatrove_dedup``); ``compare_baselines`` runs both.
 """
 
@@ -49,7 +49,7 @@ from typing import Any
 
 from datasketch import MinHash, MinHashLSH
 
-from ops.synthetic import generate_records
+from bench.corpora import generate_records
 from pipeline.text import CJK_CHARACTERS, PUNCTUATION, is_cjk
 
 DEFAULT_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
@@ -251,7 +251,7 @@ def datatrove_dedup(
     """Removed 1-based line numbers and the wall seconds of DataTrove's four MinHash stages.
 
     ``language`` picks DataTrove's word tokenizer ("en": spaCy English, "zh": spaCy Chinese
-    with jieba); see ``ops/datatrove_baseline.py`` for the bands and rows it derives.
+    with jieba); see ``bench/datatrove_baseline.py`` for the bands and rows it derives.
     """
     if language not in LANGUAGES:
         raise ValueError(f"language={language!r}; choose one of {', '.join(LANGUAGES)}")
@@ -390,7 +390,7 @@ def _synthetic_passages(language: str, seed: int) -> Iterator[Passage]:
     """The project's generator, for when the real passages run out (it is lazy and long)."""
     for record in generate_records(10_000_000, seed=seed, language_mix={language: 1.0}):
         prompt = _joined(record["instruction"], record["input"])
-        yield Passage(prompt, record["output"], "task", "ops.synthetic")
+        yield Passage(prompt, record["output"], "task", "bench.corpora")
 
 
 _UNIT = {"en": re.compile(r"\S+"), "zh": re.compile(r"\S")}
@@ -465,7 +465,7 @@ def _distinct_passages(candidates: Iterable[Passage], wanted: int) -> list[Passa
 
 def base_passages(language: str, wanted: int, seed: int, corpora: Path) -> list[Passage]:
     """``wanted`` distinct passages: the real ones in a seeded order, then generated ones
-    (``ops.synthetic``) only if the real ones run out; shuffled so both kinds spread evenly
+    (``bench.corpora``) only if the real ones run out; shuffled so both kinds spread evenly
     over clusters and uniques."""
     rng = random.Random(seed)
     fitted = (_fitted(passage, language) for passage in _SOURCES[language](corpora))
@@ -704,7 +704,7 @@ class BenchmarkCorpus:
     cluster_records: int
     uniques: int
     expected_removals: int  # sum over clusters of (size - 1)
-    synthetic_passages: int  # base passages that came from ops.synthetic, not the corpora
+    synthetic_passages: int  # base passages that came from bench.corpora, not the corpora
 
 
 def build_benchmark(
@@ -749,7 +749,7 @@ def build_benchmark(
         cluster_records=len(rows) - uniques,
         uniques=uniques,
         expected_removals=len(rows) - uniques - clusters,
-        synthetic_passages=sum(passage.source == "ops.synthetic" for passage in passages),
+        synthetic_passages=sum(passage.source == "bench.corpora" for passage in passages),
     )
 
 
@@ -859,7 +859,7 @@ def compare_baselines(
 
 
 def _datatrove_bands_rows(threshold: float, num_perm: int) -> tuple[int, int]:
-    from ops.datatrove_baseline import optimal_bands_rows  # the script's own choice
+    from bench.datatrove_baseline import optimal_bands_rows  # the script's own choice
 
     return optimal_bands_rows(threshold, num_perm)
 

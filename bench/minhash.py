@@ -8,7 +8,7 @@ the speed-up is, if anything, understated. Numba's compile is paid before the cl
 ``speedup`` is against per-shingle ``update``; ``speedup_over_update_batch`` against datasketch's
 vectorised ``update_batch``, for the record.
 
-    from ops.bench_minhash import benchmark_signatures, english_documents
+    from bench.minhash import benchmark_signatures, english_documents
     benchmark_signatures(english_documents(2000), repeats=3)
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 from datasketch import MinHash
 
-from ops.synthetic import generate_paragraphs
+from bench.corpora import generate_paragraphs
 from pipeline.minhash import DEFAULT_NUM_PERM, DEFAULT_SHINGLER, MinHasher, Shingler
 
 # generate_paragraphs' character bounds that give paragraphs of about 200 words.
@@ -28,7 +28,7 @@ DOCUMENT_CHARS = (1000, 1400)
 
 
 def english_documents(count: int, seed: int = 0) -> list[str]:
-    """``count`` synthetic English documents of about 200 words (``ops.synthetic`` prose)."""
+    """``count`` synthetic English documents of about 200 words (``bench.corpora`` prose)."""
     low, high = DOCUMENT_CHARS
     return list(generate_paragraphs(count, seed=seed, min_chars=low, max_chars=high))
 

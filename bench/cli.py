@@ -1,0 +1,300 @@
+"""``instructflow bench ...``: the benchmark commands, added to the CLI's parser by ``ops.cli``.
+
+Parses arguments and calls the benchmark modules of this package; each module's docstring says
+what it measures, and BENCHMARKS.md has the current figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from pipeline.config import RecipeError
+
+
+def _bench_pipeline(args: argparse.Namespace) -> int:
+    from bench.pipeline_throughput import bench_pipeline
+
+    bench_pipeline(records=args.records, cpus=args.cpus, workdir=args.workdir, seed=args.seed)
+    return 0
+
+
+def _bench_dedup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.dedup import BenchSettings, bench_dedup, check_settings, parse_options
+
+    try:
+        settings = BenchSettings(
+            workdir=Path(args.workdir).resolve(),
+            records=args.records,
+            thresholds=tuple(args.threshold),
+            languages=tuple(dict.fromkeys(args.languages)),
+            datatrove=args.datatrove,
+            workers=args.workers,
+            seed=args.seed,
+            near_options=parse_options(args.near_option),
+            signature_documents=args.signature_docs,
+        )
+        check_settings(settings)
+    except RecipeError:
+        raise  # a bad near_dedup option: main prints each problem with its key
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bench_dedup(settings, json_out=args.json_out)
+    return 0
+
+
+def _bench_dedup_memory(args: argparse.Namespace) -> int:
+    from bench.dedup import bench_dedup_memory, parse_options
+
+    bench_dedup_memory(
+        args.sizes,
+        workers=args.workers,
+        workdir=args.workdir,
+        seed=args.seed,
+        json_out=args.json_out,
+        partition_mb=args.partition_mb,
+        near_options=parse_options(args.near_option),
+        corpus=args.corpus,
+    )
+    return 0
+
+
+def _bench_quality(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.quality import QualityBenchSettings, bench_quality, check_settings
+
+    settings = QualityBenchSettings(
+        workdir=Path(args.workdir),
+        records=args.records,
+        workers=args.workers,
+        seed=args.seed,
+        train_records=args.train_records,
+    )
+    try:
+        check_settings(settings)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bench_quality(settings, json_out=args.json_out)
+    return 0
+
+
+def _bench_augment(args: argparse.Namespace) -> int:
+    from bench.augment import bench_augment, wants_gpu
+
+    if args.sentences < 1 or args.batch_size < 1:
+        print("error: need --sentences >= 1 and --batch-size >= 1", file=sys.stderr)
+        return 2
+    try:
+        use_gpu = wants_gpu(args.device)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bench_augment(
+        model=args.model,
+        sentences=args.sentences,
+        batch_size=args.batch_size,
+        use_gpu=use_gpu,
+        workdir=args.workdir,
+        json_out=args.json_out,
+    )
+    return 0
+
+
+def _bench_sft(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.sft import SFTBenchSettings, bench_sft, check_settings
+
+    settings = SFTBenchSettings(
+        workdir=Path(args.workdir),
+        records=args.records,
+        size=args.size,
+        vocab_size=args.vocab_size,
+        max_length=args.max_length,
+        prompt_format=args.prompt_format,
+        micro_batch_size=args.micro_batch_size,
+        steps=args.steps,
+        log_every_steps=args.log_every_steps,
+        warmup_steps=args.warmup_steps,
+        learning_rate=args.learning_rate,
+        min_words=args.min_words,
+        max_words=args.max_words,
+        cpus=args.cpus,
+        ray=args.ray,
+        device=args.device,
+        gpu_size=args.gpu_size,
+        gpu_micro_batch_size=args.gpu_micro_batch_size,
+        gpu_steps=args.gpu_steps,
+        peak_flops=args.peak_flops,
+        seed=args.seed,
+    )
+    try:
+        check_settings(settings)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bench_sft(settings, json_out=args.json_out)
+    return 0
+
+
+def add_bench_commands(commands: Any) -> None:
+    """The ``bench`` command and its subcommands, on ``commands`` (the CLI's subparsers)."""
+    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(
+        dest="action", required=True
+    )
+    pipeline_bench = bench.add_parser("pipeline", help="whole-pipeline throughput and Ray overhead")
+    pipeline_bench.add_argument("--records", type=int, default=100_000)
+    pipeline_bench.add_argument(
+        "--cpus",
+        type=int,
+        nargs="+",
+        default=None,
+        help="Ray CPU counts to measure (default: 1 and all cores)",
+    )
+    pipeline_bench.add_argument("--workdir", default="out/bench")
+    pipeline_bench.add_argument("--seed", type=int, default=0)
+    pipeline_bench.set_defaults(handler=_bench_pipeline)
+
+    dedup_bench = bench.add_parser(
+        "dedup", help="near dedup vs datasketch and DataTrove: signatures, quality, wall time"
+    )
+    dedup_bench.add_argument(
+        "--records", type=int, default=20_000, help="benchmark records per language"
+    )
+    dedup_bench.add_argument("--threshold", type=float, nargs="+", default=[0.7, 0.8])
+    dedup_bench.add_argument("--languages", nargs="+", choices=["en", "zh"], default=["en", "zh"])
+    dedup_bench.add_argument(
+        "--datatrove",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run DataTrove (in its own venv under .bench/datatrove)",
+    )
+    dedup_bench.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="Ray CPUs and DataTrove workers"
+    )
+    dedup_bench.add_argument(
+        "--near-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a near_dedup option for instructflow's runs, e.g. word_ngram=3 (repeatable)",
+    )
+    dedup_bench.add_argument("--signature-docs", type=int, default=2_000)
+    dedup_bench.add_argument("--workdir", default=".bench/dedup")
+    dedup_bench.add_argument("--seed", type=int, default=0)
+    dedup_bench.add_argument("--json-out", help="also write the results here as JSON")
+    dedup_bench.set_defaults(handler=_bench_dedup)
+
+    memory_bench = bench.add_parser(
+        "dedup-memory", help="peak Ray worker memory of exact + near dedup per corpus size"
+    )
+    memory_bench.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    memory_bench.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    memory_bench.add_argument("--workdir", default=".bench/dedup")
+    memory_bench.add_argument("--seed", type=int, default=0)
+    memory_bench.add_argument("--json-out", help="also write the results here as JSON")
+    memory_bench.add_argument(
+        "--partition-mb",
+        type=int,
+        default=16,
+        help="shuffle partitions and output shards of this size; small enough that every "
+        "worker runs several batches of the smallest corpus (default 16)",
+    )
+    memory_bench.add_argument(
+        "--near-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a near_dedup option, e.g. max_component_rows=256 (repeatable)",
+    )
+    memory_bench.add_argument(
+        "--corpus",
+        choices=["fixed-rate", "templates"],
+        default="fixed-rate",
+        help="fixed-rate: duplicates and 400-member families at the same rates at every size "
+        "(default); templates: bench.corpora, whose chance near duplicates grow with the corpus",
+    )
+    memory_bench.set_defaults(handler=_bench_dedup_memory)
+
+    quality_bench = bench.add_parser(
+        "quality", help="quality scoring and stratified sampling vs a plain one-process loop"
+    )
+    quality_bench.add_argument("--records", type=int, default=100_000)
+    quality_bench.add_argument(
+        "--train-records", type=int, default=20_000, help="labelled records the model learns from"
+    )
+    quality_bench.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="Ray CPUs and quality actors"
+    )
+    quality_bench.add_argument("--workdir", default=".bench/quality")
+    quality_bench.add_argument("--seed", type=int, default=0)
+    quality_bench.add_argument("--json-out", help="also write the results here as JSON")
+    quality_bench.set_defaults(handler=_bench_quality)
+
+    augment_bench = bench.add_parser(
+        "augment", help="back-translation sentences/s: a tiny MarianMT, and --model if given"
+    )
+    augment_bench.add_argument("--sentences", type=int, default=512)
+    augment_bench.add_argument("--batch-size", type=int, default=32, help="generation batch")
+    augment_bench.add_argument(
+        "--model", help="also time this model: a hub id in the local cache, or a directory"
+    )
+    augment_bench.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="auto: CUDA when torch sees a GPU, else CPU",
+    )
+    augment_bench.add_argument("--workdir", default="out/bench-augment")
+    augment_bench.add_argument("--json-out", help="also write the results here as JSON")
+    augment_bench.set_defaults(handler=_bench_augment)
+
+    sft_bench = bench.add_parser(
+        "sft",
+        help="SFT tokens/s: plain PyTorch loop vs Ray Train, packed vs unpacked, GPU MFU",
+    )
+    sft_bench.add_argument("--records", type=int, default=2_000, help="mixed-length records")
+    sft_bench.add_argument("--size", choices=["tiny", "small", "0.5b"], default="small")
+    sft_bench.add_argument("--vocab-size", type=int, default=2048)
+    sft_bench.add_argument("--max-length", type=int, default=512)
+    sft_bench.add_argument(
+        "--prompt-format",
+        choices=["instruction_output", "alpaca", "chat"],
+        default="instruction_output",
+    )
+    sft_bench.add_argument("--micro-batch-size", type=int, default=4)
+    sft_bench.add_argument("--steps", type=int, default=120, help="per loop, warm-up included")
+    sft_bench.add_argument("--log-every-steps", type=int, default=10, help="the tokens/s window")
+    sft_bench.add_argument("--warmup-steps", type=int, default=20, help="not timed, every side")
+    sft_bench.add_argument("--learning-rate", type=float, default=1e-3)
+    sft_bench.add_argument("--min-words", type=int, default=10, help="shortest reply")
+    sft_bench.add_argument("--max-words", type=int, default=400, help="longest reply")
+    sft_bench.add_argument("--gpu-size", choices=["tiny", "small", "0.5b"], default="0.5b")
+    sft_bench.add_argument("--gpu-micro-batch-size", type=int, default=16)
+    sft_bench.add_argument("--gpu-steps", type=int, default=60)
+    sft_bench.add_argument(
+        "--peak-flops", type=float, default=989e12, help="for MFU (H100 bf16 dense: 989e12)"
+    )
+    sft_bench.add_argument(
+        "--cpus", type=int, default=os.cpu_count() or 1, help="Ray worker CPUs = torch threads"
+    )
+    sft_bench.add_argument(
+        "--ray",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run instructflow train sft on Ray Train",
+    )
+    sft_bench.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: add the GPU MFU section"
+    )
+    sft_bench.add_argument("--workdir", default=".bench/sft")
+    sft_bench.add_argument("--seed", type=int, default=0)
+    sft_bench.add_argument("--json-out", help="also write the results here as JSON")
+    sft_bench.set_defaults(handler=_bench_sft)
