@@ -264,8 +264,8 @@ class TableShard:
 
 
 def train_plan(recipe: SFTRecipe, rows: pa.Table, pad_id: int, model: str) -> Any:
-    """The ``TrainPlan`` ``ops.trainrun`` would make for these rows on one worker."""
-    from ops.trainrun import plan_steps
+    """The ``TrainPlan`` ``train.sft_launch`` would make for these rows on one worker."""
+    from train.launch import plan_steps
     from train.sft import TrainPlan
 
     global_batch, steps_per_epoch, total_steps = plan_steps(recipe, rows.num_rows)

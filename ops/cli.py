@@ -233,9 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # the clear one-line cause instead of a worker traceback
         from ops.datarun import PipelineError
         from ops.generate import CheckpointError
-        from ops.trainrun import TrainError
         from pipeline.accounting import ConservationError
         from pipeline.checkpoint import ResumeError
+        from train.launch import TrainError
 
         clear = PipelineError | ConservationError | TrainError | CheckpointError | ResumeError
         if isinstance(error, clear):

@@ -15,7 +15,7 @@ from pipeline.checkpoint import RunDirectory, finish_commit, pending_commit, rea
 from pipeline.config import DataRecipe
 from pipeline.manifest import build_stats
 from pipeline.plan import RunResult, execute
-from pipeline.stage_failure import StageFailure
+from pipeline.stage_failure import StageFailure, find_cause
 
 
 class PipelineError(RuntimeError):
@@ -54,7 +54,7 @@ def run_data(
     try:
         result = execute(recipe, output_path, resume=resume, documents=partial(documents, recipe))
     except Exception as error:
-        failure = _find_cause(error, StageFailure)
+        failure = find_cause(error, StageFailure)
         if failure is not None:
             raise PipelineError(str(failure)) from None
         raise
@@ -70,24 +70,3 @@ def documents(recipe: DataRecipe, result: RunResult) -> dict[str, bytes]:
         "report.html": render_report(stats).encode("utf-8"),
         "recipe.yaml": resolved.encode("utf-8"),
     }
-
-
-def _find_cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """Ray wraps worker exceptions (RayTaskError, UserCodeException); find ours inside."""
-    seen = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, kind):
-            return current
-        nested = getattr(current, "cause", None)
-        current = (
-            nested
-            if isinstance(nested, BaseException)
-            else (current.__cause__ or current.__context__)
-        )
-    text = str(error)
-    marker = f"{kind.__name__}: "
-    if marker in text:  # the exception crossed a process boundary only as text
-        return kind(text.split(marker, 1)[1].strip().splitlines()[0])
-    return None

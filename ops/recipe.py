@@ -342,15 +342,3 @@ def remove_empty_directories(filesystem: pafs.FileSystem, root: str) -> None:
     for directory in sorted(directories, key=len, reverse=True):
         if not filesystem.get_file_info(pafs.FileSelector(directory)):
             filesystem.delete_dir(directory)
-
-
-def clear_named_artefacts(path: str, artefacts: tuple[str, ...]) -> None:
-    """Delete the named entries of ``path`` (a training run's fixed set of outputs)."""
-    filesystem, root = open_filesystem(path)
-    for name in artefacts:
-        target = posixpath.join(root, name)
-        info = filesystem.get_file_info(target)
-        if info.type == pafs.FileType.Directory:
-            filesystem.delete_dir(target)
-        elif info.type == pafs.FileType.File:
-            filesystem.delete_file(target)

@@ -2,7 +2,7 @@
 
     instructflow train sft examples/quickstart/sft.yaml [--address ray://head:10001]
 
-``ops.trainrun`` validates the recipe, tokenises and packs the pipeline's shards in Ray Data
+``train.sft_launch`` validates the recipe, tokenises and packs the pipeline's shards in Ray Data
 (``train.sft_rows``), and starts ``TorchTrainer`` with ``train_loop`` below. Each worker:
 
 1. loads the model (``from_pretrained``: hub id, cache or directory; or the latest checkpoint

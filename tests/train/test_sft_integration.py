@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ops.trainrun import TrainError, run_sft
+from ops.trainrun import run_sft
 from tests.train.sft_corpus import write_pipeline_output
+from train.launch import TrainError
 from train.tiny import save_tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

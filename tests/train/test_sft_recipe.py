@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import yaml
 
-from ops.trainrun import load_sft_recipe, prepare
+from ops.trainrun import load_sft_recipe
 from pipeline.config import RecipeError
 from tests.train.sft_corpus import write_pipeline_output
 from train.sft import TrainPlan, global_batches, learning_rate_factor
+from train.sft_launch import prepare
 from train.sft_rows import TokenizeRows, collate, training_rows
 from train.tiny import save_tiny_model
 
