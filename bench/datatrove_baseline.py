@@ -1,22 +1,23 @@
 """DataTrove's four-stage MinHash deduplication on one alpaca JSONL corpus; prints one JSON line.
 
 Baseline B of ``instructflow bench dedup``. It runs with the python of the DataTrove virtual
-environment that ``bench.dedup_labelled.ensure_datatrove_venv`` makes, not the project's:
+environment that ``bench.dedup_baselines.ensure_datatrove_venv`` makes, not the project's:
 
     .bench/datatrove/bin/python bench/datatrove_baseline.py --input corpus.jsonl --work DIR \\
         --threshold 0.8 --num-perm 128 --language en --workers 2
 
 The stages are those of DataTrove's ``examples/minhash_deduplication.py`` (signatures, buckets,
 clusters, filter), on ``LocalPipelineExecutor`` instead of Slurm. Each record's text is
-``instruction + "\\n" + output`` (``bench.dedup_labelled.dedup_text``) and its id is its 1-based
-line number. The corpus is first split into one file per worker, because DataTrove's readers
-give each task whole files. DataTrove's defaults stay as they are, but for ``--n-grams`` (the
-benchmark passes instructflow's shingle size; DataTrove's default is 5): n-gram shingles of words
-after its ``simplify_text`` (lowercase, punctuation and whitespace folded, digits -> 0), 64-bit
-xxhash. Words come from its tokenizer for the language: spaCy's English tokenizer for "en", and
-for "zh" spaCy's Chinese tokenizer with the jieba segmenter (``Languages.mandarin_chinese__hani``;
-beware ``Languages.chinese``, "zho", which maps to a whitespace tokenizer for Latin-script Chinese
-and so sees each clause of Chinese text as one word).
+``instruction + "\\n" + output`` (``bench.corpora.dedup_passages.dedup_text``) and its id is its
+1-based line number. The corpus is first split into one file per worker, because DataTrove's
+readers give each task whole files. DataTrove's defaults stay as they are, but for ``--n-grams``
+(the benchmark passes instructflow's shingle size; DataTrove's default is 5): n-gram shingles of
+words after its ``simplify_text`` (lowercase, punctuation and whitespace folded, digits -> 0),
+64-bit xxhash. Words come from its tokenizer for the language: spaCy's English tokenizer for
+"en", and for "zh" spaCy's Chinese tokenizer with the jieba segmenter
+(``Languages.mandarin_chinese__hani``; beware ``Languages.chinese``, "zho", which maps to a
+whitespace tokenizer for Latin-script Chinese and so sees each clause of Chinese text as one
+word).
 
 Bands and rows: MinhashConfig has ``num_buckets`` (bands) and ``hashes_per_bucket`` (rows). They
 are chosen as ``datasketch.MinHashLSH`` chooses them, minimising the equally weighted areas of

@@ -6,9 +6,9 @@ compared on a shared machine:
 1. **Signatures**: MinHash signatures per second per core, instructflow's kernel against
    datasketch, on ~200-word English documents (``bench.minhash``).
 2. **Quality**: precision, recall and F1 on the labelled near-duplicate benchmark of
-   ``bench.dedup_labelled``, per language and threshold, of instructflow's ``near_dedup`` stage
-   run through the real plan on Ray, of datasketch in one process, and of DataTrove's four
-   MinHash stages. All three see the same corpus and compare the same text.
+   ``bench.corpora.labelled_dedup``, per language and threshold, of instructflow's
+   ``near_dedup`` stage run through the real plan on Ray, of datasketch in one process, and of
+   DataTrove's four MinHash stages. All three see the same corpus and compare the same text.
 3. **Wall time** of those same runs. instructflow's is ``pipeline.plan.execute`` as a whole
    (read, dedup, summaries, sharded write) on a Ray that is already started and warmed up;
    datasketch's is its dedup loop over texts already in memory; DataTrove's is its four stages.
@@ -42,14 +42,8 @@ import pyarrow.parquet as pq
 
 from bench.corpora import DirtConfig, write_corpus
 from bench.corpora.fixed_rate import write_fixed_rate_corpus
-from bench.dedup_labelled import (
-    BenchmarkCorpus,
-    build_benchmark,
-    compare_baselines,
-    ensure_datatrove_venv,
-    read_labels,
-    score,
-)
+from bench.corpora.labelled_dedup import BenchmarkCorpus, build_benchmark, read_labels
+from bench.dedup_baselines import compare_baselines, ensure_datatrove_venv, score
 from bench.minhash import benchmark_signatures, english_documents
 from pipeline.config import DataRecipe, parse_recipe
 

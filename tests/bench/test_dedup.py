@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.corpora.dedup_passages import DEFAULT_CORPORA
 from bench.dedup import (
     BenchSettings,
     MemorySampler,
@@ -17,7 +18,6 @@ from bench.dedup import (
     parse_options,
     speed_ratios,
 )
-from bench.dedup_labelled import DEFAULT_CORPORA
 from ops.cli import build_parser
 from pipeline.config import RecipeError
 

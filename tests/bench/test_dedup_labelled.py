@@ -14,22 +14,21 @@ from pathlib import Path
 import pytest
 from datasketch import MinHashLSH
 
-from bench.datatrove_baseline import optimal_bands_rows
-from bench.dedup_labelled import (
-    DATATROVE_VERSION,
-    DEFAULT_CORPORA,
+from bench.corpora.dedup_passages import DEFAULT_CORPORA, MIN_UNITS, dedup_text, reference_shingles
+from bench.corpora.labelled_dedup import (
     EDIT_KINDS,
-    MIN_UNITS,
     BenchmarkCorpus,
-    Score,
     build_benchmark,
-    datasketch_dedup,
-    datatrove_dedup,
-    dedup_text,
-    ensure_datatrove_venv,
     read_labels,
     read_texts,
-    reference_shingles,
+)
+from bench.datatrove_baseline import optimal_bands_rows
+from bench.dedup_baselines import (
+    DATATROVE_VERSION,
+    Score,
+    datasketch_dedup,
+    datatrove_dedup,
+    ensure_datatrove_venv,
     score,
 )
 
