@@ -20,6 +20,8 @@ import yaml
 from bench.augment import benchmark_sentences, build_tiny_translator
 from ops.datarun import run_data
 
+pytestmark = pytest.mark.slow  # on Ray, end to end
+
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = ("volcanoes", "tides", "bread", "bridges", "vaccines", "compilers")
 ASKS = (

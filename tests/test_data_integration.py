@@ -16,6 +16,8 @@ import yaml
 
 from ops.datarun import PipelineError, run_data
 
+pytestmark = pytest.mark.slow  # on Ray, end to end
+
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "quickstart" / "recipe.yaml"
 

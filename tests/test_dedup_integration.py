@@ -17,6 +17,8 @@ import yaml
 from bench.corpora import generate_paragraphs
 from ops.datarun import run_data
 
+pytestmark = pytest.mark.slow  # on Ray, end to end
+
 ROOT = Path(__file__).resolve().parents[1]
 ZH_PASSAGE = (
     "长江是中国最长的河流，发源于青藏高原的唐古拉山脉，自西向东流经十一个省级行政区，"

@@ -20,6 +20,8 @@ import yaml
 from ops.datarun import run_data
 from pipeline.checkpoint import CHECKPOINTS, STAGED_RESULTS, unfinished_run_problem
 
+pytestmark = pytest.mark.slow  # on Ray, end to end
+
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART_DATA = ROOT / "examples" / "quickstart" / "data"
 

@@ -22,6 +22,8 @@ from pipeline.split import Split, SplitConfig, split_ranks
 from pipeline.stage import GlobalContext
 from pipeline.strata import strata_table
 
+pytestmark = pytest.mark.slow  # on Ray, end to end
+
 FILE = "/corpus/a.jsonl"
 
 

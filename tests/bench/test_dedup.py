@@ -44,6 +44,7 @@ def tiny_settings(workdir: Path, **changes: object) -> BenchSettings:
     return BenchSettings(**{**values, **changes})
 
 
+@pytest.mark.slow
 @needs_corpora
 def test_bench_dedup_tiny_run_is_complete_and_consistent(ray_session, tmp_path: Path) -> None:
     report = bench_dedup(tiny_settings(tmp_path), json_out=str(tmp_path / "result.json"))
@@ -73,6 +74,7 @@ def test_bench_dedup_rejects_a_bad_near_option_before_running(tmp_path: Path) ->
     assert not any(tmp_path.iterdir())  # nothing was built
 
 
+@pytest.mark.slow
 def test_bench_dedup_memory_tiny_run(ray_session, tmp_path: Path) -> None:
     report = bench_dedup_memory([200], workers=2, workdir=str(tmp_path), seed=0)
 

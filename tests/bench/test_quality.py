@@ -20,6 +20,7 @@ from pipeline.sample import SampleConfig
 from pipeline.schema import make_record, message, rows_to_table
 
 
+@pytest.mark.slow
 def test_bench_quality_tiny_run_is_complete_and_agrees(ray_session, tmp_path: Path) -> None:
     settings = QualityBenchSettings(
         workdir=tmp_path, records=300, workers=2, train_records=300, warm_up=False

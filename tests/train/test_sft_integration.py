@@ -18,6 +18,8 @@ from tests.train.sft_corpus import write_pipeline_output
 from train.launch import TrainError
 from train.tiny import save_tiny_model
 
+pytestmark = pytest.mark.slow  # on Ray, end to end
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 STEPS = 12

@@ -97,7 +97,11 @@ def sizes_of(roots: dict[int, int]) -> dict[int, int]:
     return {node: counts[root] for node, root in roots.items()}
 
 
-@pytest.mark.parametrize("single_task_max_edges", [0, 10_000], ids=["rounds", "one-task"])
+@pytest.mark.parametrize(
+    "single_task_max_edges",
+    [pytest.param(0, marks=pytest.mark.slow), 10_000],  # shuffle rounds take ~15 s
+    ids=["rounds", "one-task"],
+)
 def test_on_ray_labels_and_sizes_match_union_find(ray_session, single_task_max_edges):
     import ray
 
