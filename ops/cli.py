@@ -106,7 +106,7 @@ def _train_tiny_model(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from ops.generate import generate_batch, generate_one
+    from train.generate import generate_batch, generate_one
 
     if (args.prompt is None) == (args.input is None):
         print("error: give either --prompt TEXT or --input PARQUET --output DIR", file=sys.stderr)
@@ -232,9 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as error:  # the clear one-line cause instead of a worker traceback
         from ops.datarun import PipelineError
-        from ops.generate import CheckpointError
         from pipeline.accounting import ConservationError
         from pipeline.checkpoint import ResumeError
+        from train.generate import CheckpointError
         from train.launch import TrainError
 
         clear = PipelineError | ConservationError | TrainError | CheckpointError | ResumeError

@@ -208,7 +208,7 @@ def test_lora_adapter_with_gradient_checkpointing_trains_and_generates(
     ray_session, corpus, tiny_llama, tmp_path
 ):
     pytest.importorskip("peft")
-    from ops.generate import generate_one
+    from train.generate import generate_one
 
     recipe = recipe_file(
         tmp_path,
@@ -233,7 +233,7 @@ def test_lora_adapter_with_gradient_checkpointing_trains_and_generates(
 def test_generate_one_prompt_and_a_parquet_file(ray_session, uninterrupted, corpus, tmp_path):
     import pyarrow.parquet as pq
 
-    from ops.generate import generate_batch, generate_one
+    from train.generate import generate_batch, generate_one
 
     output_dir = str(Path(uninterrupted["best"]["path"]).parent.parent)
     reply = generate_one(output_dir, "What is the capital of Peru?", max_new_tokens=12)
