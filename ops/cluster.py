@@ -18,6 +18,21 @@ import train
 # MiB of private memory at 100k records, 650 MiB at 1M (exact + near dedup). At 1 KiB it was
 # 246 MiB at 1M, at the same wall time. cluster.yaml starts the head with the same setting.
 INLINE_OBJECT_BYTES = 1024
+# Ray kills an idle task worker after 1 s once the node has more workers than CPUs, and the
+# long-lived actors of a run (the tally, Ray Data's stats and autoscaling actors) already make
+# it so on a small machine: each shuffle, join and write then started its worker processes
+# afresh, and on 2 CPUs a 10-record dedup run spent more time starting Python than working
+# (the figures are in BENCHMARKS.md, "Pipeline"). Kept idle workers hold no data; they only
+# skip a Python start and the imports.
+IDLE_WORKER_KEEP_MS = 10_000
+
+
+def local_system_config() -> dict[str, int]:
+    """Ray's system settings for a Ray this process starts (``connect`` and the tests)."""
+    return {
+        "max_direct_call_object_size": INLINE_OBJECT_BYTES,
+        "idle_worker_killing_time_threshold_ms": IDLE_WORKER_KEEP_MS,
+    }
 JEMALLOC_CONF = "_RJEM_MALLOC_CONF"
 # What polars/__init__.py (2.1) writes into JEMALLOC_CONF ahead of the value it found.
 POLARS_JEMALLOC_DEFAULT = "dirty_decay_ms:500,muzzy_decay_ms:1000"
@@ -82,7 +97,7 @@ def connect(
                 runtime_env={"env_vars": worker_env()},
                 include_dashboard=False,
                 logging_level=logging.WARNING,
-                _system_config={"max_direct_call_object_size": INLINE_OBJECT_BYTES},
+                _system_config=local_system_config(),
             )
     context = DataContext.get_current()
     context.enable_progress_bars = progress_bars

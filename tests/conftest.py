@@ -16,7 +16,7 @@ def ray_session():
     import ray
     from ray.data import DataContext
 
-    from ops.cluster import worker_env
+    from ops.cluster import local_system_config, worker_env
 
     if not ray.is_initialized():
         ray.init(
@@ -26,6 +26,7 @@ def ray_session():
             logging_level=logging.WARNING,
             log_to_driver=False,
             runtime_env={"env_vars": worker_env()},  # the workers' environment, as in production
+            _system_config=local_system_config(),  # and Ray's settings
         )
     context = DataContext.get_current()
     context.enable_progress_bars = False

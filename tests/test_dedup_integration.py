@@ -203,9 +203,12 @@ MULTI_NODE = textwrap.dedent(
     import json, sys
     import ray
     from ray.cluster_utils import Cluster
+    from ops.cluster import local_system_config
     from ops.datarun import run_data
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    # The head starts as cluster.yaml starts it.
+    head = {"num_cpus": 1, "_system_config": local_system_config()}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     try:

@@ -23,13 +23,16 @@ def captured_init(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return calls
 
 
-def test_local_ray_gets_the_worker_env_and_the_inline_limit(captured_init) -> None:
+def test_local_ray_gets_the_worker_env_and_the_system_config(captured_init) -> None:
     cluster.connect(None, progress_bars=False, num_cpus=2)
 
     (kwargs,) = captured_init
     assert kwargs["num_cpus"] == 2
     assert kwargs["runtime_env"] == {"env_vars": WORKER_ENV}
-    assert kwargs["_system_config"] == {"max_direct_call_object_size": 1024}
+    assert kwargs["_system_config"] == {
+        "max_direct_call_object_size": 1024,
+        "idle_worker_killing_time_threshold_ms": 10_000,
+    }
 
 
 def test_cluster_gets_the_packages_and_the_worker_env(captured_init) -> None:

@@ -1,9 +1,13 @@
+import json
+import re
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
+
+from ops.cluster import local_system_config
 
 CLUSTER_YAML = Path(__file__).resolve().parents[2] / "cluster.yaml"
 
@@ -30,3 +34,10 @@ def test_schema_rejects_a_misspelt_key():
     config["available_node_types"]["gpu_worker"]["max_workerz"] = 1
     with pytest.raises(jsonschema.ValidationError, match="max_workerz"):
         validate_config(prepare_config(config))
+
+
+def test_the_head_starts_with_the_system_config_of_local_ray():
+    (start,) = [c for c in load()["head_start_ray_commands"] if c.startswith("ray start")]
+    found = re.search(r"--system-config='([^']*)'", start)
+    assert found, start
+    assert json.loads(found.group(1)) == local_system_config()
