@@ -26,13 +26,6 @@ INLINE_OBJECT_BYTES = 1024
 # skip a Python start and the imports.
 IDLE_WORKER_KEEP_MS = 10_000
 
-
-def local_system_config() -> dict[str, int]:
-    """Ray's system settings for a Ray this process starts (``connect`` and the tests)."""
-    return {
-        "max_direct_call_object_size": INLINE_OBJECT_BYTES,
-        "idle_worker_killing_time_threshold_ms": IDLE_WORKER_KEEP_MS,
-    }
 JEMALLOC_CONF = "_RJEM_MALLOC_CONF"
 # What polars/__init__.py (2.1) writes into JEMALLOC_CONF ahead of the value it found.
 POLARS_JEMALLOC_DEFAULT = "dirty_decay_ms:500,muzzy_decay_ms:1000"
@@ -51,6 +44,14 @@ WORKER_ENV = {
     "MIMALLOC_PURGE_DELAY": "0",
     JEMALLOC_CONF: "dirty_decay_ms:0,muzzy_decay_ms:0",
 }
+
+
+def local_system_config() -> dict[str, int]:
+    """Ray's system settings for a Ray this process starts (``connect`` and the tests)."""
+    return {
+        "max_direct_call_object_size": INLINE_OBJECT_BYTES,
+        "idle_worker_killing_time_threshold_ms": IDLE_WORKER_KEEP_MS,
+    }
 
 
 def worker_env() -> dict[str, str]:
