@@ -60,6 +60,15 @@ RECORD_FIELDS = [
     # The split a record belongs to ("train", "validation", ...), set by the split stage;
     # empty until then. The writer puts each split in its own directory.
     pa.field("split", pa.string(), nullable=False),
+    # Feedback data (preference pairs and binary feedback). The prompt is every turn before
+    # the last assistant turn; that turn is the chosen reply. ``rejected``: the turns that
+    # replace it on the rejected side (a pair; null otherwise). ``feedback``: a binary
+    # (KTO-style) label of the last assistant turn, true desirable, false undesirable; null
+    # for pairs and plain SFT records. Scores: the raters' scores of each side, if given.
+    pa.field("rejected", pa.list_(MESSAGE_TYPE)),
+    pa.field("chosen_score", pa.float64()),
+    pa.field("rejected_score", pa.float64()),
+    pa.field("feedback", pa.bool_()),
 ]
 RECORD_SCHEMA = pa.schema(RECORD_FIELDS)
 
@@ -122,6 +131,10 @@ UNSET_LATER: dict[str, Any] = {
     "augmentation": None,
     "cluster_id": None,
     "split": "",
+    "rejected": None,
+    "chosen_score": None,
+    "rejected_score": None,
+    "feedback": None,
 }
 
 
