@@ -134,16 +134,93 @@ class SFTRecipe(Frozen):
         return self.model_dump(mode="json")
 
 
-def parse_sft_recipe(data: Any, source: str = "recipe") -> SFTRecipe:
-    """Plain data (parsed YAML) to an SFTRecipe, or a RecipeError listing every problem."""
+PAIR_LOSSES = ("sigmoid", "ipo", "simpo", "orpo")
+REFERENCE_FREE_LOSSES = ("simpo", "orpo")
+
+
+class PreferenceConfig(Frozen):
+    """The preference loss (``train.preference_loss``) and its reference model."""
+
+    # sigmoid: DPO (cDPO with label_smoothing > 0); ipo; simpo and orpo (reference-free);
+    # kto: binary feedback (a pair counts as one desirable and one undesirable reply).
+    loss: Literal["sigmoid", "ipo", "simpo", "orpo", "kto"] = "sigmoid"
+    beta: float = Field(0.1, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    # SimPO's target reward margin (gamma in the paper).
+    simpo_gamma: float = Field(0.5, ge=0)
+    # ORPO's weight of the odds-ratio term (lambda in the paper).
+    orpo_lambda: float = Field(0.1, gt=0)
+    kto_desirable_weight: float = Field(1.0, gt=0)
+    kto_undesirable_weight: float = Field(1.0, gt=0)
+    # precomputed: the reference's log-probs are computed once in a Ray Data pass and stored
+    # with the rows, so no second model is resident during training; in_process: a frozen
+    # copy on every worker; none: reference-free losses only. Default: precomputed, or none
+    # for simpo and orpo.
+    reference: Literal["precomputed", "in_process", "none"] | None = None
+    # The reference model; default: model.name_or_path (the policy's starting point).
+    reference_model: str | None = None
+
+    @model_validator(mode="after")
+    def _reference_fits_loss(self) -> PreferenceConfig:
+        free = self.loss in REFERENCE_FREE_LOSSES
+        if self.reference == "none" and not free:
+            raise ValueError(
+                f"reference none: loss {self.loss} compares with a reference model; use "
+                "precomputed or in_process, or a reference-free loss: "
+                + ", ".join(REFERENCE_FREE_LOSSES)
+            )
+        if self.reference in ("precomputed", "in_process") and free:
+            raise ValueError(
+                f"loss {self.loss} is reference-free: set reference none or leave it out"
+            )
+        return self
+
+    @property
+    def reference_mode(self) -> str:
+        if self.reference is not None:
+            return self.reference
+        return "none" if self.loss in REFERENCE_FREE_LOSSES else "precomputed"
+
+
+class DPORecipe(SFTRecipe):
+    """An SFT recipe plus the preference loss: the same data, model, LoRA, scaling, eval and
+    checkpoint keys. Rows are never packed (a pair's two replies share one prompt)."""
+
+    name: str = "dpo"
+    preference: PreferenceConfig = PreferenceConfig()
+
+    @model_validator(mode="after")
+    def _unpacked(self) -> DPORecipe:
+        if self.prompt.packing:
+            raise ValueError("prompt.packing: preference rows are not packed; leave it out")
+        return self
+
+
+def parse_recipe(data: Any, model: type[SFTRecipe], source: str = "recipe") -> SFTRecipe:
+    """Plain data (parsed YAML) to ``model``, or a RecipeError listing every problem."""
     if not isinstance(data, dict):
         raise RecipeError(
             [Problem(path="(top level)", message="expected a mapping", value=data)], source
         )
     try:
-        return SFTRecipe.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
-        raise RecipeError(problems_from(error, prefix="", model=SFTRecipe), source) from None
+        raise RecipeError(problems_from(error, prefix="", model=model), source) from None
 
 
-__all__ = ["SFTRecipe", "parse_sft_recipe"]
+def parse_sft_recipe(data: Any, source: str = "recipe") -> SFTRecipe:
+    return parse_recipe(data, SFTRecipe, source)
+
+
+def parse_dpo_recipe(data: Any, source: str = "recipe") -> DPORecipe:
+    return parse_recipe(data, DPORecipe, source)
+
+
+__all__ = [
+    "DPORecipe",
+    "PreferenceConfig",
+    "SFTRecipe",
+    "parse_dpo_recipe",
+    "parse_recipe",
+    "parse_sft_recipe",
+]

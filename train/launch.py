@@ -128,19 +128,23 @@ def first_line(error: BaseException) -> str:
 
 
 def tokenized(
-    directories: dict[str, str], rows: type, options: dict[str, Any]
+    directories: dict[str, str],
+    rows: type,
+    options: dict[str, Any],
+    columns: list[str] | None = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """(train rows, validation rows or None, data stats): the splits in ``directories``
     (``train`` and maybe ``validation``) tokenised (and packed) by Ray Data actors of the
     method's ``rows`` callable (built with ``options``) in one pass, materialised once so
     every worker and every epoch reads the same rows without tokenising again. Each row keeps
     the path of its shard; one small task per block then files its rows under their split
-    and sums their counts, so the statistics cost no second pass over the data."""
+    and sums their counts, so the statistics cost no second pass over the data. ``columns``:
+    the record columns the method reads (default: SFT's)."""
     import ray.data
 
     records = ray.data.read_parquet(
         list(directories.values()), file_extensions=["parquet"], include_paths=True
-    ).select_columns([*RECORD_COLUMNS, "path"])
+    ).select_columns([*(columns or RECORD_COLUMNS), "path"])
     tokenised = records.map_batches(
         rows,
         fn_constructor_kwargs=options,

@@ -73,6 +73,8 @@ class TrainPlan:
     sample_prompts: list[list[dict[str, str]]] = field(default_factory=list)
     # Test hooks: {"crash_at_step": k} kills a worker once; {"nan_at_step": k}.
     fault: dict[str, int] = field(default_factory=dict)
+    # The training method (sft, dpo), recorded in each checkpoint's instructflow.json.
+    method: str = "sft"
 
 
 COMMITTED = "_COMMITTED"
@@ -557,6 +559,7 @@ def save_and_report(
             unwrapped.save_pretrained(directory)
         tokenizer.save_pretrained(directory)
         meta = {
+            "method": plan.method,
             "kind": plan.kind,
             "prompt_format": recipe.prompt.format,
             "max_length": recipe.prompt.max_length,
