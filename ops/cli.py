@@ -90,6 +90,23 @@ def _train_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_dpo(args: argparse.Namespace) -> int:
+    from ops.trainrun import run_dpo
+
+    summary = run_dpo(
+        args.recipe, args.set, address=args.address, resume=args.resume, overwrite=args.overwrite
+    )
+    for which in ("best", "last"):
+        entry = summary[which]
+        if entry:
+            accuracy = entry.get("val_reward_accuracy", entry.get("train_reward_accuracy"))
+            shown = f", reward accuracy {accuracy:.3f}" if accuracy is not None else ""
+            loss = entry.get("val_loss", entry.get("train_loss"))
+            print(f"{which}: {entry['path']} (step {entry.get('step')}, loss {loss:.4f}{shown})")
+    print(f"generate: instructflow generate {summary['best']['path']} --prompt '...'")
+    return 0
+
+
 def _train_tiny_model(args: argparse.Namespace) -> int:
     from train.tiny import save_tiny_model
 
@@ -187,6 +204,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="delete the run in output.path and start again"
     )
     sft.set_defaults(handler=_train_sft)
+
+    dpo = train.add_parser(
+        "dpo", help="preference optimisation (DPO, IPO, cDPO, SimPO, ORPO, KTO) on Ray Train"
+    )
+    dpo.add_argument("recipe")
+    dpo.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
+    dpo.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    dpo_again = dpo.add_mutually_exclusive_group()
+    dpo_again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in output.path from its last checkpoint",
+    )
+    dpo_again.add_argument(
+        "--overwrite", action="store_true", help="delete the run in output.path and start again"
+    )
+    dpo.set_defaults(handler=_train_dpo)
 
     tiny = train.add_parser(
         "tiny-model", help="a model built from a config, with a tokenizer trained on a run's shards"
