@@ -40,7 +40,7 @@ from train.launch import (
     write_text,
 )
 from train.sft import TrainPlan, train_loop
-from train.sft_rows import TokenizeRows
+from train.sft_rows import RECORD_COLUMNS, TokenizeRows
 
 SAMPLE_RECORDS = 64
 
@@ -231,9 +231,15 @@ def launch_sft(prepared: Prepared, *, fault: dict[str, int] | None = None) -> di
     from ray.data import DataContext
 
     DataContext.get_current().execution_options.preserve_order = True
+    undesirable = undesirable_records(prepared.train_dir)
     train_rows, validation_rows, stats = tokenized(
-        split_directories(prepared), TokenizeRows, tokenize_options(prepared)
+        split_directories(prepared),
+        TokenizeRows,
+        tokenize_options(prepared),
+        columns=[*RECORD_COLUMNS, "feedback"] if undesirable is not None else None,
     )
+    if undesirable:
+        stats["train"]["undesirable_skipped"] = undesirable
     if stats["train"]["supervised"] == 0:
         raise TrainError(
             f"{prepared.train_dir}: no response token is supervised in any record (every label "
@@ -262,6 +268,18 @@ def launch_sft(prepared: Prepared, *, fault: dict[str, int] | None = None) -> di
     summary = summarize(recipe, plan, result, stats, time.perf_counter() - started)
     write_text(recipe.output.path, SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def undesirable_records(directory: str) -> int | None:
+    """Records labelled undesirable by binary feedback (SFT skips them: a reply marked bad is
+    not one to imitate), or None for shards without a ``feedback`` column."""
+    import pyarrow.dataset as ds
+
+    filesystem, local = open_filesystem(directory)
+    dataset = ds.dataset(local, filesystem=filesystem, format="parquet")
+    if "feedback" not in dataset.schema.names:
+        return None
+    return dataset.count_rows(filter=ds.field("feedback") == False)  # noqa: E712
 
 
 def split_directories(prepared: Prepared) -> dict[str, str]:
@@ -295,6 +313,11 @@ def print_plan(recipe: SFTRecipe, prepared: Prepared, plan: TrainPlan, stats: di
         f"{train['tokens']:,} tokens ({train['supervised']:,} supervised), "
         f"{train['truncated']} truncated, "
         f"{train['records_without_supervised_tokens']} without a supervised token"
+        + (
+            f" ({train['undesirable_skipped']} marked undesirable)"
+            if train.get("undesirable_skipped")
+            else ""
+        )
         + (f", padding {padding:.1%}" if prepared.packing else ""),
     ]
     if "validation" in stats:

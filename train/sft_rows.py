@@ -75,8 +75,11 @@ class TokenizeRows:
         return pa.concat_tables(tables)
 
     def rows(self, batch: pa.Table) -> pa.Table:
+        """Binary feedback marked undesirable (``feedback`` false) is never imitated."""
+        columns = RECORD_COLUMNS + (["feedback"] if "feedback" in batch.column_names else [])
+        records = [r for r in batch.select(columns).to_pylist() if r.get("feedback") is not False]
         return training_rows(
-            batch.select(RECORD_COLUMNS).to_pylist(),
+            records,
             self.tokenizer,
             self.prompt_format,
             self.max_length,

@@ -141,3 +141,19 @@ def test_recipe_problems_name_their_key(tmp_path, corpus, tiny_llama):
     with pytest.raises(RecipeError, match="prompt.packing|preference rows are not packed"):
         load_dpo_recipe(path, ["prompt.packing=true"])
     assert load_dpo_recipe(path, ["preference.loss=simpo"]).preference.reference_mode == "none"
+
+
+def test_sft_never_imitates_a_reply_marked_undesirable(tmp_path, tiny_llama):
+    import pyarrow as pa
+
+    from pipeline.schema import rows_to_table
+    from train.sft_launch import undesirable_records
+    from train.sft_rows import TokenizeRows
+
+    binary = write_pair_output(tmp_path / "binary", 8, 4, binary=True)
+    assert undesirable_records(str(binary / "data" / "train")) == 4
+    assert undesirable_records(str(write_pipeline_output(tmp_path / "sft", 4, 2) / "data")) == 0
+    rows = TokenizeRows(tiny_llama, "chat", 64, "causal", packing=False)
+    table = rows_to_table(pair_records(8, binary=True))
+    tokenized = rows(table.append_column("path", pa.array(["a"] * 8)))
+    assert tokenized.num_rows == 4 and sum(tokenized.column("records").to_pylist()) == 4
