@@ -91,7 +91,7 @@ def _train_sft(args: argparse.Namespace) -> int:
 
 
 def _train_dpo(args: argparse.Namespace) -> int:
-    from ops.trainrun import run_dpo
+    from ops.trainrun import run_dpo, validation_before_after
 
     summary = run_dpo(
         args.recipe, args.set, address=args.address, resume=args.resume, overwrite=args.overwrite
@@ -99,10 +99,13 @@ def _train_dpo(args: argparse.Namespace) -> int:
     for which in ("best", "last"):
         entry = summary[which]
         if entry:
-            accuracy = entry.get("val_reward_accuracy", entry.get("train_reward_accuracy"))
-            shown = f", reward accuracy {accuracy:.3f}" if accuracy is not None else ""
             loss = entry.get("val_loss", entry.get("train_loss"))
-            print(f"{which}: {entry['path']} (step {entry.get('step')}, loss {loss:.4f}{shown})")
+            print(f"{which}: {entry['path']} (step {entry.get('step')}, loss {loss:.4f})")
+    before, after = validation_before_after(summary)
+    for name in ("reward_accuracy", "likelihood_accuracy", "reward_margin"):
+        if name in after:
+            start = f"{before[name]:.3f} (step 0) -> " if name in before else ""
+            print(f"held-out {name.replace('_', ' ')}: {start}{after[name]:.3f}")
     print(f"generate: instructflow generate {summary['best']['path']} --prompt '...'")
     return 0
 

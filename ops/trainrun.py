@@ -64,3 +64,21 @@ def run_sft(
     prepared = prepare(recipe, recipe_path, resume=resume, overwrite=overwrite)
     start_run(recipe, address, resume=resume, overwrite=overwrite)
     return launch_sft(prepared, fault=fault)
+
+
+def validation_before_after(summary: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """The first and last validation metrics a run logged (metrics.jsonl), without the
+    ``validation/`` prefix; empty when the run had no validation split."""
+    import json
+    from pathlib import Path
+
+    path = Path(summary["logs"]) / "metrics.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    logged = [
+        {k.split("/", 1)[1]: v for k, v in line.items() if k.startswith("validation/")}
+        for line in lines
+    ]
+    logged = [entry for entry in logged if entry]
+    if not logged:
+        return {}, {}
+    return logged[0], logged[-1]

@@ -16,7 +16,9 @@ with ``train_loop`` below. Each worker, reusing SFT's parts (``train.sft``):
    the loss of ``preference.loss`` (``train.preference_loss``: DPO, cDPO, IPO, SimPO, ORPO,
    KTO), each micro-batch contributing its examples' loss sum over all examples of the global
    step, so accumulation and DDP averaging give the true mean;
-4. logs loss, reward accuracy, the chosen and rejected rewards and their margin, and the
+4. logs loss, reward accuracy (the implied rewards rank the pair right), likelihood
+   accuracy (the policy's per-token likelihood does, which means something at step 0, where
+   every implied reward is 0), the chosen and rejected rewards and their margin, and the
    per-token log-ratio to the reference on the replies (an estimate of KL on the data's
    replies, not on samples from the policy); every ``eval.every_steps`` the same on the
    validation pairs, a few greedy generations, and a checkpoint in SFT's format (the
@@ -73,6 +75,7 @@ TOTALS = (
     "examples",
     "pairs",
     "correct",
+    "likelier",
     "margin",
     "chosen_reward",
     "chosen",
@@ -299,11 +302,13 @@ class PreferenceTotals:
         both = present[0] & present[1]
         rewards, logps, ref = rewards.detach(), logps.detach(), ref.detach()
         margin = (rewards[0] - rewards[1])[both]
+        average = logps / tokens.clamp(min=1)
         values = [
             losses.detach().sum(),
             torch.tensor(float(len(losses))),
             both.sum(),
             (margin > 0).sum(),
+            (average[0] > average[1])[both].sum(),
             margin.sum(),
             rewards[0][present[0]].sum(),
             present[0].sum(),
@@ -332,6 +337,8 @@ class PreferenceTotals:
         }
         if total["pairs"]:
             metrics["reward_accuracy"] = ratio("correct", "pairs")
+            # The model's own ranking (per-token likelihood), meaningful before training too.
+            metrics["likelihood_accuracy"] = ratio("likelier", "pairs")
             metrics["reward_margin"] = ratio("margin", "pairs")
         if preference.reference_mode != "none":
             metrics["kl"] = ratio("log_ratio", "reply_tokens")

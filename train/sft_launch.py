@@ -60,12 +60,18 @@ class Prepared:
 
 def resolve_paths(recipe: SFTRecipe) -> SFTRecipe:
     """Relative paths become absolute (Ray workers run elsewhere); a model given as a hub id
-    stays one unless a directory of that name exists here."""
+    stays one unless a directory of that name exists here. A model given as the output
+    directory of an earlier training run means that run's best checkpoint (SFT -> DPO)."""
 
     def local_or_id(name: str | None) -> str | None:
         if name is None:
             return None
-        return str(Path(name).resolve()) if Path(name).is_dir() else name
+        path = Path(name)
+        if path.is_dir() and not (path / "config.json").exists() and (path / SUMMARY).exists():
+            from train.generate import resolve_checkpoint
+
+            return resolve_checkpoint(str(path.resolve()))
+        return str(path.resolve()) if path.is_dir() else name
 
     return recipe.model_copy(
         update={

@@ -6,6 +6,8 @@ and ends where an uninterrupted run does."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ops.cli import main
 from ops.trainrun import run_dpo
 from tests.train.pair_corpus import write_pair_output
 from train.tiny import save_tiny_model
@@ -73,7 +76,14 @@ def train_losses(summary: dict) -> dict[int, float]:
 
 @pytest.fixture(scope="module")
 def uninterrupted(ray_session, corpus, tiny_llama, tmp_path_factory) -> dict:
-    return run_dpo(recipe_file(tmp_path_factory.mktemp("ddp"), corpus, tiny_llama))
+    """The run through the command line, as a user starts it; its summary and its output."""
+    recipe = recipe_file(tmp_path_factory.mktemp("ddp"), corpus, tiny_llama)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["train", "dpo", recipe]) == 0
+    output = Path(yaml.safe_load(Path(recipe).read_text())["output"]["path"])
+    summary = json.loads((output / "train_summary.json").read_text())
+    return summary | {"printed": printed.getvalue()}
 
 
 def test_reward_accuracy_on_held_out_pairs_rises_above_chance(uninterrupted):
@@ -94,6 +104,10 @@ def test_reward_accuracy_on_held_out_pairs_rises_above_chance(uninterrupted):
     assert last["step"] == STEPS and last["val_reward_accuracy"] > 0.5
     meta = json.loads((Path(last["path"]) / "instructflow.json").read_text())
     assert meta["method"] == "dpo" and meta["kind"] == "causal"
+    printed = uninterrupted["printed"]
+    assert "held-out reward accuracy: 0.000 (step 0) -> " in printed, printed
+    assert "held-out likelihood accuracy: " in printed
+
     stats = uninterrupted["data"]
     assert stats["train"]["records_in"] == 96 and stats["train"]["rows"] == 96
     assert stats["reference_seconds"] > 0

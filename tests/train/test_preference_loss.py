@@ -102,6 +102,8 @@ def test_pair_metrics_count_accuracy_margin_and_kl():
     totals.add(losses, rewards, logps, tokens, ref)
     metrics = totals.reduced(1, preference)
     assert metrics["reward_accuracy"] == 0.5  # the first pair is ranked right, the second not
+    # Per-token likelihoods rank both right: -1/2 > -3/3 and -2/4 > -1/1.
+    assert metrics["likelihood_accuracy"] == 1.0
     assert metrics["reward_margin"] == pytest.approx(0.1 * sum(GAPS) / 2)
     assert metrics["chosen_reward"] == pytest.approx(0.1 * (0.5 + 0.0) / 2)
     assert metrics["kl"] == pytest.approx((0.5 + 0.0 - 0.5 + 0.5) / 10)
