@@ -18,9 +18,11 @@ with ``train_loop`` below. Each worker, reusing SFT's parts (``train.sft``):
    step, so accumulation and DDP averaging give the true mean;
 4. logs loss, reward accuracy (the implied rewards rank the pair right), likelihood
    accuracy (the policy's per-token likelihood does, which means something at step 0, where
-   every implied reward is 0), the chosen and rejected rewards and their margin, and the
-   per-token log-ratio to the reference on the replies (an estimate of KL on the data's
-   replies, not on samples from the policy); every ``eval.every_steps`` the same on the
+   every implied reward is 0), the chosen and rejected rewards and their margin, and
+   ``log_ratio``, the mean per-token log(policy / reference) on the pairs' replies: how far
+   the policy moved from the reference on the data. It is not KL(policy || reference), which
+   needs samples from the policy, and it goes negative as rejected replies lose probability;
+   every ``eval.every_steps`` the same on the
    validation pairs, a few greedy generations, and a checkpoint in SFT's format (the
    best by validation loss and the latest are kept; ``--resume`` and worker restarts
    continue from it at the exact row).
@@ -341,7 +343,7 @@ class PreferenceTotals:
             metrics["likelihood_accuracy"] = ratio("likelier", "pairs")
             metrics["reward_margin"] = ratio("margin", "pairs")
         if preference.reference_mode != "none":
-            metrics["kl"] = ratio("log_ratio", "reply_tokens")
+            metrics["log_ratio"] = ratio("log_ratio", "reply_tokens")
         return metrics
 
 

@@ -98,7 +98,7 @@ def test_reward_accuracy_on_held_out_pairs_rises_above_chance(uninterrupted):
     assert end["validation/loss"] < math.log(2) - 0.05
     assert end["validation/reward_margin"] > 0
     assert end["validation/chosen_reward"] > end["validation/rejected_reward"]
-    assert {"train/kl", "train/reward_accuracy", "train/grad_norm"} <= set(metrics[1])
+    assert {"train/log_ratio", "train/reward_accuracy", "train/grad_norm"} <= set(metrics[1])
 
     last = uninterrupted["last"]
     assert last["step"] == STEPS and last["val_reward_accuracy"] > 0.5

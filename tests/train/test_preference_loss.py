@@ -92,7 +92,7 @@ def test_sequence_logps_sums_only_supervised_tokens():
     assert int(tokens[0]) == 2
 
 
-def test_pair_metrics_count_accuracy_margin_and_kl():
+def test_pair_metrics_count_accuracy_margin_and_log_ratio():
     logps = torch.stack([POLICY_CHOSEN, POLICY_REJECTED])
     ref = torch.stack([REF_CHOSEN, REF_REJECTED])
     tokens = torch.tensor([[2.0, 4.0], [3.0, 1.0]])
@@ -106,7 +106,7 @@ def test_pair_metrics_count_accuracy_margin_and_kl():
     assert metrics["likelihood_accuracy"] == 1.0
     assert metrics["reward_margin"] == pytest.approx(0.1 * sum(GAPS) / 2)
     assert metrics["chosen_reward"] == pytest.approx(0.1 * (0.5 + 0.0) / 2)
-    assert metrics["kl"] == pytest.approx((0.5 + 0.0 - 0.5 + 0.5) / 10)
+    assert metrics["log_ratio"] == pytest.approx((0.5 + 0.0 - 0.5 + 0.5) / 10)
     assert metrics["loss"] == pytest.approx(float(losses.mean()))
 
 
