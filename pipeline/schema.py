@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 ROLES = ("system", "user", "assistant", "tool_call", "tool")
@@ -108,18 +109,91 @@ def message(role: str, content: str, extra: dict[str, Any] | None = None) -> dic
     }
 
 
-def record_id(system: str, messages: Sequence[dict[str, Any]], context: str, tools: str) -> str:
-    """Stable content hash: identical conversations get identical ids on any machine."""
+def record_id(
+    system: str,
+    messages: Sequence[dict[str, Any]],
+    context: str,
+    tools: str,
+    rejected: Sequence[dict[str, Any]] | None = None,
+    feedback: bool | None = None,
+) -> str:
+    """Stable content hash: identical conversations get identical ids on any machine.
+
+    A pair's rejected turns and a binary label are hashed too (after a separator no text
+    holds), so a pair and the SFT record of its chosen side differ; a plain SFT record hashes
+    exactly as it did before those columns existed.
+    """
     hasher = xxhash.xxh3_128(seed=ID_SEED)
     for part in (system, context, tools):
         hasher.update(part.encode("utf-8"))
         hasher.update(b"\x1e")
-    for turn in messages:
+    _hash_turns(hasher, messages)
+    if rejected is not None:
+        hasher.update(b"\x1drejected\x1e")
+        _hash_turns(hasher, rejected)
+    if feedback is not None:
+        hasher.update(b"\x1dfeedback\x1e1" if feedback else b"\x1dfeedback\x1e0")
+    return hasher.hexdigest()
+
+
+def _hash_turns(hasher: Any, turns: Sequence[dict[str, Any]]) -> None:
+    for turn in turns:
         hasher.update(turn["role"].encode("utf-8"))
         hasher.update(b"\x1f")
         hasher.update(turn["content"].encode("utf-8"))
         hasher.update(b"\x1e")
-    return hasher.hexdigest()
+
+
+def is_feedback(rejected: Sequence[dict[str, Any]] | None, feedback: bool | None) -> bool:
+    """A preference pair (``rejected`` set) or a binary-feedback record (``feedback`` set)."""
+    return rejected is not None or feedback is not None
+
+
+def record_kind(rejected: Sequence[dict[str, Any]] | None, feedback: bool | None) -> str:
+    """``pair``, ``binary`` or ``sft``: what a record is, from the two feedback columns."""
+    if rejected is not None:
+        return "pair"
+    return "sft" if feedback is None else "binary"
+
+
+def feedback_rows(batch: pa.Table) -> list[bool]:
+    """Per row: is it a pair or a binary-feedback record? Stages that judge a reply skip
+    those, since a rejected or undesirable reply is meant to be bad."""
+    return [
+        rejected or feedback
+        for rejected, feedback in zip(
+            pc.is_valid(batch.column("rejected")).to_pylist(),
+            pc.is_valid(batch.column("feedback")).to_pylist(),
+            strict=True,
+        )
+    ]
+
+
+def prompt_turns(turns: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every turn before the last assistant turn: the prompt of a pair or a binary record."""
+    for index in range(len(turns) - 1, -1, -1):
+        if turns[index]["role"] == "assistant":
+            return list(turns[:index])
+    return list(turns)
+
+
+def prompt_key(system: str, turns: Sequence[dict[str, Any]], context: str, tools: str) -> str:
+    """A content hash of the prompt alone (system, context, tools, turns before the reply):
+    the prompt group that splits keep on one side and near dedup does not split up."""
+    return record_id(system, prompt_turns(turns), context, tools, feedback=None)
+
+
+def prompt_groups(batch: pa.Table) -> pa.Array:
+    """Each feedback record's ``prompt_key``; null for plain SFT records."""
+    columns = [batch.column(name).to_pylist() for name in ("system", "messages", "context")]
+    tools = batch.column("tools").to_pylist()
+    keys = [
+        prompt_key(system, turns, context, tool) if wanted else None
+        for wanted, system, turns, context, tool in zip(
+            feedback_rows(batch), *columns, tools, strict=True
+        )
+    ]
+    return pa.array(keys, pa.string())
 
 
 # Columns that stages fill in later (scores, labels, provenance, splits), as every record
@@ -151,10 +225,15 @@ def make_record(
     domain: str = "",
     language: str = "",
     meta: dict[str, Any] | None = None,
+    rejected: list[dict[str, Any]] | None = None,
+    chosen_score: float | None = None,
+    rejected_score: float | None = None,
+    feedback: bool | None = None,
 ) -> dict[str, Any]:
-    """A canonical record as a plain dict (one row of FLOW_SCHEMA, alive)."""
+    """A canonical record as a plain dict (one row of FLOW_SCHEMA, alive). A pair passes
+    ``rejected`` (and scores, if the source has them); a binary-feedback record ``feedback``."""
     return {
-        "id": record_id(system, messages, context, tools),
+        "id": record_id(system, messages, context, tools, rejected, feedback),
         "system": system,
         "messages": messages,
         "context": context,
@@ -167,6 +246,10 @@ def make_record(
         "language": language,
         "meta": json.dumps(meta or {}, ensure_ascii=False, sort_keys=True),
         **UNSET_LATER,
+        "rejected": rejected,
+        "chosen_score": chosen_score,
+        "rejected_score": rejected_score,
+        "feedback": feedback,
         "drop_reason": None,
         "drop_detail": None,
         "raw": None,
@@ -225,27 +308,29 @@ def instructions_and_responses(batch: pa.Table) -> tuple[list[str], list[str]]:
 
 
 def map_texts(batch: pa.Table, edit: Callable[[str], str]) -> pa.Table:
-    """Apply ``edit`` to every free-text field (system, context, each turn's content).
+    """Apply ``edit`` to every free-text field (system, context, each turn's content, the
+    rejected turns of a pair).
 
     ``id`` is recomputed so that it stays a hash of the content that is written.
     """
     systems = [edit(text) for text in batch.column("system").to_pylist()]
     contexts = [edit(text) for text in batch.column("context").to_pylist()]
-    conversations = [
-        [{**turn, "content": edit(turn["content"])} for turn in turns]
-        for turns in batch.column("messages").to_pylist()
+    conversations = [edited_turns(turns, edit) for turns in batch.column("messages").to_pylist()]
+    rejected = [
+        None if turns is None else edited_turns(turns, edit)
+        for turns in batch.column("rejected").to_pylist()
     ]
     tools = batch.column("tools").to_pylist()
+    feedback = batch.column("feedback").to_pylist()
     ids = [
-        record_id(system, turns, context, tool)
-        for system, turns, context, tool in zip(
-            systems, conversations, contexts, tools, strict=True
-        )
+        record_id(*texts)
+        for texts in zip(systems, conversations, contexts, tools, rejected, feedback, strict=True)
     ]
     replaced = {
         "system": pa.array(systems, pa.string()),
         "context": pa.array(contexts, pa.string()),
         "messages": pa.array(conversations, pa.list_(MESSAGE_TYPE)),
+        "rejected": pa.array(rejected, pa.list_(MESSAGE_TYPE)),
         "id": pa.array(ids, pa.string()),
     }
     for name, column in replaced.items():
@@ -255,3 +340,7 @@ def map_texts(batch: pa.Table, edit: Callable[[str], str]) -> pa.Table:
             batch.schema.get_field_index(name), FLOW_SCHEMA.field(name), column
         )
     return batch
+
+
+def edited_turns(turns: list[dict[str, Any]], edit: Callable[[str], str]) -> list[dict[str, Any]]:
+    return [{**turn, "content": edit(turn["content"])} for turn in turns]
