@@ -31,6 +31,9 @@ FORMATS = (
     "qa",
     "classification",
 )
+# Feedback formats: converted by ``pipeline.convert_pairs`` (one source record may give
+# several pairs); only their names and signatures live here, for detection.
+PAIR_FORMATS = ("pairwise", "ultrafeedback", "hh", "kto")
 TEMPLATE_FORMATS = ("text", "qa", "classification")
 ROUNDTRIP_FORMATS = ("alpaca", "sharegpt", "messages")
 CONVERT_REASONS = (
@@ -40,6 +43,8 @@ CONVERT_REASONS = (
     "convert.unknown_role",
     "convert.unknown_format",
     "convert.text_too_short",
+    "convert.no_reply",
+    "convert.mismatched_pair",
 )
 SHAREGPT_ROLE_TAGS = {
     "human": "user",
@@ -56,6 +61,22 @@ MESSAGES_ROLE_TAGS = {
     "function": "tool",
     "developer": "system",
 }
+# Checked before the instruction formats, so that a pair's or a label's extra keys win over
+# the conversation they hold; a shape test settles the two key sets that two formats share.
+_PAIR_SIGNATURES = (
+    ("ultrafeedback", ("instruction", "completions")),
+    ("ultrafeedback", ("prompt", "completions")),
+    ("pairwise", ("conversations", "chosen", "rejected")),
+    ("pairwise", ("messages", "chosen", "rejected")),
+    ("pairwise", ("prompt", "chosen", "rejected")),
+    ("pairwise", ("instruction", "chosen", "rejected")),
+    ("hh", ("chosen", "rejected")),  # transcripts as text; TRL's implicit prompt has lists
+    ("pairwise", ("chosen", "rejected")),
+    ("kto", ("messages", "kto_tag")),
+    ("kto", ("conversations", "kto_tag")),
+    ("kto", ("messages", "label")),  # only with a true/false label
+    ("kto", ("prompt", "completion", "label")),  # TRL's unpaired preference, likewise
+)
 ROUNDTRIP_KEY = "_roundtrip"
 SHADOWED_KEY = "_shadowed"
 _SIGNATURES = (
@@ -168,6 +189,10 @@ def detect_format(value: dict[str, Any] | str, columns: Mapping[str, str] | None
     if isinstance(value, str):
         return "text"
     columns = columns or {}
+    for fmt, needed in _PAIR_SIGNATURES:
+        names = [columns.get(name, name) for name in needed]
+        if all(name in value for name in names) and _shape_fits(fmt, value, names):
+            return fmt
     keys = [[columns.get(name, name) for name in needed] for _, needed in _SIGNATURES]
     present = [sum(key in value for key in needed) for needed in keys]
     for (fmt, _), count, needed in zip(_SIGNATURES, present, keys, strict=True):
@@ -182,6 +207,15 @@ def detect_format(value: dict[str, Any] | str, columns: Mapping[str, str] | None
     raise ConversionError(
         "convert.unknown_format", f"no format fits the keys ({seen}); set `format` or `columns`"
     )
+
+
+def _shape_fits(fmt: str, value: dict[str, Any], names: list[str]) -> bool:
+    """The value test of the pair signatures whose keys another format shares."""
+    if fmt == "hh":
+        return isinstance(value[names[0]], str)
+    if fmt == "kto" and names[-1] != "kto_tag":
+        return isinstance(value[names[-1]], bool)
+    return True
 
 
 def to_canonical(

@@ -1,8 +1,12 @@
-"""Ingest: one input file becomes FLOW_SCHEMA batches, every unit exactly one row.
+"""Ingest: one input file becomes FLOW_SCHEMA batches, every unit at least one row.
 
 A unit that reads and converts becomes a canonical record; one that does not becomes a
 quarantine row naming the reason, the file and the line, with the offending text in ``raw``.
-Bad data never raises here, so a reader task's row count is the file's unit count.
+Bad data never raises here. A unit is one row, except an ultrafeedback record under
+``preference.pairs: all_pairs``, which is one row per pair it gives (``pipeline.
+convert_pairs``); readers count rows, so conservation counts those pairs as the file's input.
+A pair that teaches nothing (a tie, identical sides) is a reject row from the start
+(``PAIR_REASONS``), not quarantine: the input was well-formed.
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipeline.convert import CONVERT_REASONS, FORMATS, ConversionError, detect_format, to_canonical
+from pipeline.convert import CONVERT_REASONS, FORMATS, PAIR_FORMATS, ConversionError, detect_format
+from pipeline.convert_pairs import PAIR_REASONS, PreferenceOptions, canonical_rows
 from pipeline.read import FILE_TYPES, READ_REASONS, InputFile, Unit, iter_units
 from pipeline.schema import ROLES, quarantine_row, rows_to_table
 from pipeline.templates import TEMPLATE_TASKS, TemplateBank, TemplateRenderer
 
 INGEST_REASONS = READ_REASONS + CONVERT_REASONS
+# Rejects (not quarantine) that conversion itself decides: well-formed pairs that teach nothing.
+CONVERSION_REJECTS = PAIR_REASONS
 RAW_CHARS = 2000
 # Canonical field names a `columns` entry may rename, per format family.
 COLUMN_NAMES = (
@@ -47,6 +54,14 @@ COLUMN_NAMES = (
     "text",
     "label",
     "options",  # qa, classification, text
+    "chosen",
+    "rejected",
+    "completions",
+    "kto_tag",
+    "score_chosen",
+    "score_rejected",
+    "chosen_score",
+    "rejected_score",  # pairwise, ultrafeedback, hh, kto
 )
 
 
@@ -56,7 +71,7 @@ class InputConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     path: str
-    format: Literal[("auto", *FORMATS)] = "auto"
+    format: Literal[("auto", *FORMATS, *PAIR_FORMATS)] = "auto"
     file_type: Literal[("auto", *FILE_TYPES)] = "auto"
     # Canonical field name -> the column name in this input ({"instruction": "prompt_text"}).
     columns: dict[str, str] = {}
@@ -70,6 +85,8 @@ class InputConfig(BaseModel):
     text_unit: Literal["file", "paragraph", "line"] = "paragraph"
     csv_delimiter: str = Field(default=",", min_length=1, max_length=1)
     max_record_bytes: int = Field(default=4_000_000, gt=0)
+    # Feedback formats: which pairs an ultrafeedback record gives, and the least score margin.
+    preference: PreferenceOptions = PreferenceOptions()
 
     @field_validator("columns")
     @classmethod
@@ -101,7 +118,7 @@ class InputConfig(BaseModel):
 def ingest_file(
     input_file: InputFile, config: InputConfig, *, seed: int, batch_rows: int = 1000
 ) -> Iterator[pa.Table]:
-    """FLOW_SCHEMA tables of at most ``batch_rows`` rows: one row per unit of the file."""
+    """FLOW_SCHEMA tables of at most ``batch_rows`` rows: every unit of the file as its rows."""
     renderer = TemplateRenderer(config.templates, seed=seed)
     units = iter_units(
         input_file,
@@ -112,7 +129,7 @@ def ingest_file(
     )
     rows: list[dict[str, Any]] = []
     for unit in units:
-        rows.append(unit_row(unit, input_file.uri, config, renderer))
+        rows.extend(unit_rows(unit, input_file.uri, config, renderer))
         if len(rows) >= batch_rows:
             yield rows_to_table(rows)
             rows = []
@@ -123,17 +140,27 @@ def ingest_file(
 def unit_row(
     unit: Unit, source_file: str, config: InputConfig, renderer: TemplateRenderer
 ) -> dict[str, Any]:
-    """A canonical record, or the quarantine row that says why this unit is not one."""
+    """The one row of a unit that makes one (any but ultrafeedback ``all_pairs``)."""
+    (row,) = unit_rows(unit, source_file, config, renderer)
+    return row
+
+
+def unit_rows(
+    unit: Unit, source_file: str, config: InputConfig, renderer: TemplateRenderer
+) -> list[dict[str, Any]]:
+    """The canonical records of a unit (one, or one per pair), or the quarantine row that
+    says why this unit is none."""
     if unit.error is not None:
         reason, detail = unit.error
-        return _quarantine(source_file, unit.line, config.format, reason, detail, unit.raw)
+        return [_quarantine(source_file, unit.line, config.format, reason, detail, unit.raw)]
     fmt = config.format
     try:
         if fmt == "auto":
             fmt = detect_format(unit.value, config.columns)
-        return to_canonical(
+        return canonical_rows(
             unit.value,
             fmt,
+            preference=config.preference,
             columns=config.columns,
             role_tags=config.role_tags,
             source_file=source_file,
@@ -145,12 +172,12 @@ def unit_row(
         )
     except ConversionError as error:
         raw = _raw_text(unit.value)
-        return _quarantine(source_file, unit.line, fmt, error.reason, error.detail, raw)
+        return [_quarantine(source_file, unit.line, fmt, error.reason, error.detail, raw)]
     except RecursionError:
         # Readers stop JSON at MAX_NESTING; any value still too deep to convert (a Parquet
         # struct, say) is quarantined too, so that one record cannot abort the run.
         detail = "a value nested too deep to convert"
-        return _quarantine(source_file, unit.line, fmt, "read.nesting_too_deep", detail, "")
+        return [_quarantine(source_file, unit.line, fmt, "read.nesting_too_deep", detail, "")]
 
 
 def _quarantine(

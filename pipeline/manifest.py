@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.accounting import AUGMENT_PREFIX, FATES, LENGTH_EDGES, Summary
 from pipeline.config import DataRecipe
+from pipeline.ingest import CONVERSION_REJECTS
 from pipeline.registry import reason_owners
 from pipeline.strata import strata_table
 from pipeline.writer import FATE_SCHEMAS
@@ -57,18 +58,24 @@ def stage_funnel(recipe: DataRecipe, result: RunResult) -> list[dict[str, Any]]:
     owners = reason_owners()
     total = sum(result.read_per_file.values())
     quarantined = result.summary.rows["quarantine"]
+    # Pairs that conversion already rejects (ties, identical sides) leave at ingest.
+    rejected = {
+        reason: count
+        for reason, count in sorted(result.summary.reasons.items())
+        if reason in CONVERSION_REJECTS
+    }
     funnel = [
         {
             "stage": "ingest",
             "in": total,
-            "out": total - quarantined,
-            "dropped": {},
+            "out": total - quarantined - sum(rejected.values()),
+            "dropped": rejected,
             "quarantined": quarantined,
             "modified": {},
             "seconds": None,
         }
     ]
-    alive = total - quarantined
+    alive = funnel[0]["out"]
     for position, spec in enumerate(recipe.stages):
         dropped = stage_drops(result.summary, spec.name, owners)
         created = result.summary.created.get(spec.name, 0)

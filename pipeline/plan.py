@@ -31,7 +31,7 @@ from pipeline.checkpoint import (
     write_checkpoint_block,
 )
 from pipeline.config import DataRecipe, StageSpec
-from pipeline.ingest import INGEST_REASONS, InputConfig, ingest_file
+from pipeline.ingest import CONVERSION_REJECTS, INGEST_REASONS, InputConfig, ingest_file
 from pipeline.manifest import build_manifest
 from pipeline.memory import releasing
 from pipeline.read import InputFile, list_input_files, open_filesystem
@@ -436,7 +436,8 @@ def _execute(
     summaries = processed.map_batches(summarize_batch, batch_format="pyarrow", batch_size=None)
     for row in summaries.iter_rows():
         summary.merge(Summary.from_json(row["summary"]))
-    unknown = sorted(set(summary.reasons) - set(INGEST_REASONS) - set(reason_owners()))
+    known = {*INGEST_REASONS, *CONVERSION_REJECTS, *reason_owners()}
+    unknown = sorted(set(summary.reasons) - known)
     if unknown:
         raise StageFailure(f"drop reasons outside the fixed vocabulary: {', '.join(unknown)}")
     shards_per_fate = shard_counts(

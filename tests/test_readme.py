@@ -3,16 +3,16 @@
 import re
 from pathlib import Path
 
-from pipeline.ingest import INGEST_REASONS
+from pipeline.ingest import CONVERSION_REJECTS, INGEST_REASONS
 from pipeline.registry import reason_owners
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
 def test_readme_reason_table_is_the_code_vocabulary():
-    reason = r"`((?:read|convert|filter|dedup|quality|augment|sample)\.[a-z0-9_]+)`"
+    reason = r"`((?:read|convert|pair|filter|dedup|quality|augment|sample)\.[a-z0-9_]+)`"
     documented = set(re.findall(reason, README))
-    assert documented == set(INGEST_REASONS) | set(reason_owners())
+    assert documented == set(INGEST_REASONS) | set(CONVERSION_REJECTS) | set(reason_owners())
 
 
 def test_readme_starts_with_the_two_setup_commands():
