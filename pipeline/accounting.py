@@ -25,11 +25,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from pipeline.schema import QUARANTINE_PREFIXES, instructions_and_responses
+from pipeline.schema import QUARANTINE_PREFIXES, instructions_and_responses, record_kind
 
 FATES = ("output", "rejects", "quarantine")
 AUGMENT_PREFIX = "augment."
 MIX_COLUMNS = ("language", "task", "domain", "source_format", "source_file")
+# Kept records by kind (``schema.record_kind``: sft, pair, binary), beside the column mixes.
+KIND_MIX = "kind"
 # Character-length histogram edges: 0, 1, 2, 4, ... 2^20 (and beyond in the last bin).
 LENGTH_EDGES = [0] + [2**power for power in range(21)]
 SAMPLES_PER_GROUP = 5
@@ -56,8 +58,9 @@ def content_bytes(table: pa.Table) -> int:
     total = 0
     for name in ("id", "system", "context", "tools", "meta", "source_file", "raw", "drop_detail"):
         total += pc.sum(pc.binary_length(table.column(name))).as_py() or 0
-    contents = pc.struct_field(pc.list_flatten(table.column("messages")), "content")
-    total += pc.sum(pc.binary_length(contents)).as_py() or 0
+    for name in ("messages", "rejected"):
+        contents = pc.struct_field(pc.list_flatten(table.column(name)), "content")
+        total += pc.sum(pc.binary_length(contents)).as_py() or 0
     return total + 16 * table.num_rows
 
 
@@ -83,7 +86,9 @@ class Summary:
     bytes: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
     per_file: Counter = field(default_factory=Counter)
-    mix: dict[str, Counter] = field(default_factory=lambda: {c: Counter() for c in MIX_COLUMNS})
+    mix: dict[str, Counter] = field(
+        default_factory=lambda: {c: Counter() for c in (*MIX_COLUMNS, KIND_MIX)}
+    )
     lengths: dict[str, list[int]] = field(default_factory=dict)
     samples: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
     # Rows created by augmentation, in every fate: per creating stage, per parent's source
@@ -107,7 +112,7 @@ class Summary:
         self.split_rows.update(other.split_rows)
         self.split_bytes.update(other.split_bytes)
         for column, counts in other.mix.items():
-            self.mix[column].update(counts)
+            self.mix.setdefault(column, Counter()).update(counts)
         for key, counts in other.lengths.items():
             mine = self.lengths.setdefault(key, [0] * len(counts))
             self.lengths[key] = [a + b for a, b in zip(mine, counts, strict=True)]
@@ -169,6 +174,14 @@ def _summarize_fate(summary: Summary, fate: str, part: pa.Table) -> None:
     if fate == "output":
         for column in MIX_COLUMNS:
             summary.mix[column].update(Counter(part.column(column).to_pylist()))
+        kinds = zip(
+            part.column("rejected").is_null().to_pylist(),
+            part.column("feedback").to_pylist(),
+            strict=True,
+        )
+        summary.mix[KIND_MIX].update(
+            record_kind(None if unpaired else [], label) for unpaired, label in kinds
+        )
         _count_splits(summary, part)
     else:
         summary.reasons.update(Counter(part.column("drop_reason").to_pylist()))

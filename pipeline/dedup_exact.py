@@ -4,6 +4,8 @@ Distributed as one hash shuffle of small rows (16-byte digest, rank, id, uid) gr
 digest, then one join of the losers back onto the corpus. The corpus itself is never grouped,
 so a key repeated a million times costs a million small rows in one partition, not a million
 records. Removed rows go to rejects as ``dedup.exact`` with ``duplicate_of`` (the keeper's id).
+A pair or a binary record is compared with its replies and label too (``exact_key_texts``):
+pairs that share a prompt are a prompt group, not duplicates; the same pair twice is one.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from pipeline.dedup_keys import (
     KeeperPolicy,
     KeyName,
     alive,
+    exact_key_texts,
     keeper_rank,
     key_digests,
-    key_texts,
     normalize_key,
     pick_keepers,
     row_uids,
@@ -63,7 +65,7 @@ def exact_keys(
             strip_punctuation=config.strip_punctuation,
             collapse_whitespace=config.collapse_whitespace,
         )
-        for text in key_texts(batch, config.key)
+        for text in exact_key_texts(batch, config.key)
     ]
     digests = key_digests(normal, seed)
     keep = np.array([digest is not None for digest in digests], dtype=bool)

@@ -4,13 +4,18 @@ Pure functions over FLOW_SCHEMA batches, shared by exact dedup, near dedup and
 decontamination. Nothing here touches Ray.
 
 - A **key** is the text dedup compares: the instruction, the instruction with its input, the
-  whole conversation, or the response.
+  whole conversation, or the response. For a feedback record (a pair or a binary label)
+  ``conversation`` means the prompt, without the reply, so near dedup and decontamination
+  judge the prompt; exact dedup adds both replies and the label (``exact_key_texts``): one
+  prompt with two different pairs is not a duplicate, the same pair twice is.
 - A **row uid** is a unique int64 per input record, ``file_index << 40 | source_line``: unique
   because every record comes from one line (or row) of one listed file, and deterministic
   because the file listing is sorted. Joins key on it, since ``id`` is a content hash and
   exact duplicates share it. Records made by augmentation keep their parent's file and
   line, so theirs is a negative 63-bit hash of the parent's uid and their ``augmentation``
   (which names stage, method and pivot or variant): apart from the originals, deterministic.
+  So are the several pairs one ultrafeedback record gives: theirs hash the uid with the two
+  completion indexes in ``meta["_pair"]``.
 - The **keeper rank** orders the members of a duplicate group; the smallest wins. It is
   ``(primary, id, uid)``: ``primary`` is 0 for ``lowest_id``, minus the response length for
   ``longest_response``, minus ``quality_score`` for ``highest_quality`` (unscored rows last).
@@ -19,6 +24,7 @@ decontamination. Nothing here touches Ray.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
@@ -29,6 +35,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from pipeline.schema import feedback_rows, prompt_turns
+
 KeyName = Literal["instruction", "instruction_input", "conversation", "response"]
 KeeperPolicy = Literal["lowest_id", "longest_response", "highest_quality"]
 
@@ -38,6 +46,8 @@ LINE_BITS = 40
 MAX_FILES = 1 << (63 - LINE_BITS)
 NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 KEY_SEED = 0x0DED0_0_0
+ROLES = ("user", "assistant", "tool_call", "tool")
+PAIR_META = '"_pair": {'
 
 
 def turn_texts(turns: list[dict], roles: tuple[str, ...]) -> list[str]:
@@ -50,8 +60,13 @@ def key_texts(batch: pa.Table, key: KeyName) -> list[str]:
     conversations = batch.column("messages").to_pylist()
     contexts = batch.column("context").to_pylist()
     systems = batch.column("system").to_pylist()
+    feedback = feedback_rows(batch)
     texts = []
-    for turns, context, system in zip(conversations, contexts, systems, strict=True):
+    for turns, context, system, prompt_only in zip(
+        conversations, contexts, systems, feedback, strict=True
+    ):
+        if prompt_only and key == "conversation":
+            turns = prompt_turns(turns)
         if key == "instruction":
             parts = turn_texts(turns, ("user",))
         elif key == "instruction_input":
@@ -62,6 +77,24 @@ def key_texts(batch: pa.Table, key: KeyName) -> list[str]:
             parts = [system, *turn_texts(turns, ("user", "assistant", "tool_call", "tool"))]
             parts.append(context)
         texts.append("\n".join(part for part in parts if part))
+    return texts
+
+
+def exact_key_texts(batch: pa.Table, key: KeyName) -> list[str]:
+    """``key_texts``, and for a feedback record its chosen reply, rejected turns and label
+    after it, each part on its own line, so that only the same pair (or label) twice is one."""
+    texts = key_texts(batch, key)
+    rejected = batch.column("rejected").to_pylist()
+    labels = batch.column("feedback").to_pylist()
+    conversations = batch.column("messages").to_pylist()
+    for row, prompt_only in enumerate(feedback_rows(batch)):
+        if not prompt_only:
+            continue
+        turns = conversations[row]
+        chosen = [] if key == "response" else turn_texts(turns[len(prompt_turns(turns)) :], ROLES)
+        sides = [*chosen, "\x1d", *turn_texts(rejected[row] or [], ROLES)]
+        label = "" if labels[row] is None else f"\x1dfeedback={labels[row]}"
+        texts[row] = "\n".join([texts[row], *sides]) + label
     return texts
 
 
@@ -102,6 +135,7 @@ def row_uids(batch: pa.Table, file_index: dict[str, int]) -> np.ndarray:
     if lines.size and (lines.max() >= (1 << LINE_BITS) or lines.min() < 0):
         raise ValueError(f"source_line outside 0..2^{LINE_BITS}: cannot build row keys")
     uids = (indexes << LINE_BITS) | lines
+    _pair_uids(batch, uids)
     augmentations = batch.column("augmentation")
     if augmentations.null_count < batch.num_rows:
         for row, text in enumerate(augmentations.to_pylist()):
@@ -109,6 +143,19 @@ def row_uids(batch: pa.Table, file_index: dict[str, int]) -> np.ndarray:
                 digest = xxhash.xxh3_64_intdigest(f"{uids[row]}\x1f{text}".encode())
                 uids[row] = -1 - (digest >> 1)
     return uids
+
+
+def _pair_uids(batch: pa.Table, uids: np.ndarray) -> None:
+    """Rows one ultrafeedback record made share its file and line: hash in the indexes of
+    their two completions (``meta["_pair"]``, a key conversion reserves)."""
+    metas = batch.column("meta")
+    marked = pc.match_substring(metas, PAIR_META).to_numpy(zero_copy_only=False)
+    for row in np.flatnonzero(marked):
+        pair = json.loads(metas[row].as_py()).get("_pair")
+        if isinstance(pair, dict):
+            sides = f"{pair['chosen']['index']}\x1f{pair['rejected']['index']}"
+            digest = xxhash.xxh3_64_intdigest(f"{uids[row]}\x1fpair\x1f{sides}".encode())
+            uids[row] = -1 - (digest >> 1)
 
 
 def keeper_rank(batch: pa.Table, policy: KeeperPolicy) -> np.ndarray:

@@ -26,6 +26,14 @@ signature). A pair's check needs only its component, so it runs inside the per-c
 that picks keepers: no extra shuffle or join. ``verify: none`` is plain LSH with balanced
 weights, as datasketch and DataTrove do it.
 
+Prompt groups. Pairs and binary records that share an identical prompt (one UltraFeedback
+prompt gives several pairs) are one prompt group, not near duplicates of each other: their
+key is the prompt (``dedup_keys.key_texts``), so they always fall in one cluster, and a
+member of the keeper's own prompt group is kept as a member of the cluster (its
+``cluster_id`` set, so splits keep the group together) instead of dropped. Prompt groups that
+near-duplicate each other are clustered as any records are: the keeper's group stays whole,
+the others go as ``dedup.near``.
+
 Shuffle volume: the band shuffle moves ``bands x records`` rows of 16 bytes (band hash and
 uid); everything after it moves only candidate rows. A bucket of k rows emits k-1 edges to its
 smallest uid (a star; over ``STAR_ROWS`` rows, chained stars), never k² pairs, so one
@@ -80,9 +88,12 @@ from pipeline.minhash import (
     has_shingles,
     optimal_bands,
 )
+from pipeline.schema import prompt_groups
 from pipeline.stage import GlobalContext, GlobalStage, StageConfig
 
 SIGNATURE_COLUMN = "_signature"
+PROMPT_COLUMN = "_prompt_group"  # schema.prompt_key of a feedback record; null otherwise
+NO_ID = pa.scalar(None, pa.string())
 BAND_COLUMN = "_band"
 TEXT_COLUMN = "_text"
 VerifyMode = Literal["none", "signature", "exact"]
@@ -225,6 +236,7 @@ class Signatures:
             "id": batch.column("id"),
             RANK_COLUMN: pa.array(keeper_rank(batch, self.config.keep), pa.float64()),
             SIGNATURE_COLUMN: signature_array(signatures),
+            PROMPT_COLUMN: prompt_groups(batch),
         }
         if self.config.verify == "exact":
             columns[TEXT_COLUMN] = pa.array(texts, pa.string()).filter(mask)
@@ -389,20 +401,22 @@ def keepers_with_similarity(block: pa.Table, config: NearDedupConfig | None = No
     if losers.num_rows == 0:
         return MEMBER_SCHEMA.empty_table()
     uids = block.column(UID_COLUMN).to_numpy()
-    own = matrix[rows_of(uids, losers.column(UID_COLUMN).to_numpy())]
+    own_rows = rows_of(uids, losers.column(UID_COLUMN).to_numpy())
     keeper_uids = losers.column(KEEPER_UID).to_numpy()
-    keeper = matrix[rows_of(uids, keeper_uids)]
+    keeper_rows = rows_of(uids, keeper_uids)
+    similarity = (matrix[own_rows] == matrix[keeper_rows]).mean(axis=1)
+    kin = same_prompt_group(block, own_rows, keeper_rows)
     keeper_uid_set, first = np.unique(keeper_uids, return_index=True)
     loser_rows = pa.table(
         {
             UID_COLUMN: losers.column(UID_COLUMN),
-            "duplicate_of": losers.column("duplicate_of"),
-            "similarity": pa.array((own == keeper).mean(axis=1), pa.float64()),
+            "duplicate_of": pc.if_else(pa.array(kin), NO_ID, losers.column("duplicate_of")),
+            "similarity": pa.array(similarity, pa.float64(), mask=kin),
             CLUSTER_COLUMN: losers.column("duplicate_of"),
         },
         schema=MEMBER_SCHEMA,
     )
-    keeper_rows = pa.table(
+    cluster_keepers = pa.table(
         {
             UID_COLUMN: pa.array(keeper_uid_set, pa.int64()),
             "duplicate_of": pa.nulls(len(first), pa.string()),
@@ -411,7 +425,21 @@ def keepers_with_similarity(block: pa.Table, config: NearDedupConfig | None = No
         },
         schema=MEMBER_SCHEMA,
     )
-    return pa.concat_tables([loser_rows, keeper_rows])
+    return pa.concat_tables([loser_rows, cluster_keepers])
+
+
+def same_prompt_group(block: pa.Table, rows: np.ndarray, keepers: np.ndarray) -> np.ndarray:
+    """Per loser row: is it in its keeper's prompt group (both feedback records with one
+    prompt)? Those are kept as cluster members, not dropped. A block without the column
+    (signature tables built by hand) has no prompt groups."""
+    if PROMPT_COLUMN not in block.column_names:
+        return np.zeros(len(rows), dtype=bool)
+    prompts = block.column(PROMPT_COLUMN).combine_chunks()
+    if prompts.null_count == len(prompts):
+        return np.zeros(len(rows), dtype=bool)
+    own = prompts.take(pa.array(rows, pa.int64()))
+    theirs = prompts.take(pa.array(keepers, pa.int64()))
+    return pc.fill_null(pc.equal(own, theirs), False).to_numpy(zero_copy_only=False)
 
 
 def member_partitions(candidates: int, signatures: ray.data.Dataset, context: GlobalContext) -> int:
@@ -563,16 +591,18 @@ def scored_against_keeper(block: pa.Table) -> pa.Table:
         raise RuntimeError("near_dedup: a (keeper, salt) group arrived without its keeper row")
     matrix = signature_matrix(block.column(SIGNATURE_COLUMN))
     similarity = signature_similarity(matrix, np.stack([losers, keeper_row[losers]], axis=1))
+    kin = same_prompt_group(block, losers, keeper_row[losers])
     first_copy = np.flatnonzero(flag & (block.column(SALT_COLUMN).to_numpy() == 0))
     rows = np.concatenate([losers, first_copy])
+    unmatched = np.r_[kin, np.ones(len(first_copy), bool)]
     return pa.table(
         {
             UID_COLUMN: block.column(UID_COLUMN).take(pa.array(rows)),
-            "duplicate_of": block.column("duplicate_of").take(pa.array(rows)),
+            "duplicate_of": pc.if_else(
+                pa.array(unmatched), NO_ID, block.column("duplicate_of").take(pa.array(rows))
+            ),
             "similarity": pa.array(
-                np.r_[similarity, np.full(len(first_copy), np.nan)],
-                pa.float64(),
-                mask=np.r_[np.zeros(len(losers), bool), np.ones(len(first_copy), bool)],
+                np.r_[similarity, np.full(len(first_copy), np.nan)], pa.float64(), mask=unmatched
             ),
             CLUSTER_COLUMN: block.column(CLUSTER_COLUMN).take(pa.array(rows)),
         },
@@ -648,7 +678,7 @@ def resolved_by_joins(
     )
     assigned = grouped_blocks(members, "root", keeper_assignments, partitions)
     with_signatures = assigned.join(
-        signatures.select_columns([UID_COLUMN, SIGNATURE_COLUMN]),
+        signatures.select_columns([UID_COLUMN, SIGNATURE_COLUMN, PROMPT_COLUMN]),
         join_type="inner",
         num_partitions=partitions,
         on=(UID_COLUMN,),

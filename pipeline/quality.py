@@ -26,7 +26,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from pipeline.classifier import classifier_texts, label_probabilities, load_fasttext
-from pipeline.schema import FLOW_SCHEMA
+from pipeline.schema import FLOW_SCHEMA, feedback_rows
 from pipeline.stage import Drop, FilePath, Filter, Resources, StageConfig, StageCounts
 
 
@@ -104,9 +104,11 @@ class QualityFilter(Filter):
         scores = batch.column("quality_score").to_pylist()
         if None in scores:  # decide() called without annotate()
             scores = self.scores(batch)
+        # A pair's or a binary record's score is of its chosen or labelled reply, which may
+        # be bad on purpose: it is scored, never dropped.
         return [
             Drop("quality.low_score", {"score": score, "threshold": threshold})
-            if score < threshold
+            if score < threshold and not prompt_only
             else None
-            for score in scores
+            for score, prompt_only in zip(scores, feedback_rows(batch), strict=True)
         ]

@@ -7,10 +7,13 @@
     groups --radix select (pipeline.first_k)--> per stratum, the key of each split's last group
     corpus --map: the row's group key against its stratum's cutoffs--> ``split`` column
 
-- **Groups.** A row's group is its ``parent_id`` if set, else its ``cluster_id``, else its
-  ``id``. Augmentations name their (original) parent and near-dup keepers their cluster, so a
-  parent and everything made from it, and exact duplicates (one id), share a group. A split
-  is chosen per group, never per row: no group is ever on two sides.
+- **Groups.** A row's group is its ``parent_id`` if set, else, for a pair or a binary record,
+  its prompt (``schema.prompt_key``), else its ``cluster_id``, else its ``id``. Augmentations
+  name their (original) parent and near-dup keepers their cluster, so a parent and everything
+  made from it, exact duplicates (one id), and every pair or label of one prompt share a
+  group. The prompt comes before the cluster: what near dedup keeps of a cluster is its
+  keeper's prompt group, so the two agree, and the prompt holds whatever key dedup used. A
+  split is chosen per group, never per row: no group is ever on two sides.
 - **Stratified, exactly.** A group's stratum is the smallest stratum key among its rows.
   Within a stratum, groups are ordered by a seeded 128-bit hash of the group key; the first
   ``round(fraction x groups)`` (largest remainder, ties to the earlier split) go to the first
@@ -51,7 +54,7 @@ from pipeline.first_k import (
     on_whole_table,
     target_histograms,
 )
-from pipeline.schema import FLOW_SCHEMA
+from pipeline.schema import FLOW_SCHEMA, prompt_groups
 from pipeline.stage import GlobalContext, GlobalStage, StageConfig
 from pipeline.strata import check_strata, largest_remainder, stratum_findings, stratum_keys
 
@@ -94,9 +97,12 @@ class SplitConfig(StageConfig):
 
 
 def group_keys(batch: pa.Table) -> pa.Array:
-    """``parent_id``, else ``cluster_id``, else ``id``."""
+    """``parent_id``, else a feedback record's prompt, else ``cluster_id``, else ``id``."""
     return pc.coalesce(
-        batch.column("parent_id"), batch.column("cluster_id"), batch.column("id")
+        batch.column("parent_id"),
+        prompt_groups(batch),
+        batch.column("cluster_id"),
+        batch.column("id"),
     ).combine_chunks()
 
 

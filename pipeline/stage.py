@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.schema import record_id
+from pipeline.schema import feedback_rows, record_id
 
 
 class PathMarker:
@@ -268,7 +268,9 @@ class Augment(Stage):
     the parent's ``id`` and ``augmentation`` = JSON of ``{"stage": name, **candidate.
     augmentation}``. Accounting counts created rows from that column, so conservation
     becomes input + created = output + rejects + quarantine. Parents are original records
-    only: an augmentation of an augmentation would hide the root a split must group on.
+    only: an augmentation of an augmentation would hide the root a split must group on. Pairs
+    and binary records are not parents either: a rewritten prompt would need both replies (and
+    the label) checked against it again.
     """
 
     @abstractmethod
@@ -276,10 +278,11 @@ class Augment(Stage):
         """The new records for ``batch`` (live rows only), each naming its parent row."""
 
     def _apply(self, alive: pa.Table, counts: StageCounts) -> pa.Table:
-        proposed = self.candidates(alive, counts)
+        eligible = alive.filter(pa.array([not row for row in feedback_rows(alive)], pa.bool_()))
+        proposed = self.candidates(eligible, counts) if eligible.num_rows else []
         if not proposed:
             return alive
-        parents = alive.take([candidate.parent for candidate in proposed]).to_pylist()
+        parents = eligible.take([candidate.parent for candidate in proposed]).to_pylist()
         rows = []
         for candidate, parent in zip(proposed, parents, strict=True):
             if parent["augmentation"] is not None:

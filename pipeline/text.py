@@ -15,7 +15,7 @@ from typing import Literal
 
 import pyarrow as pa
 
-from pipeline.schema import instructions_and_responses
+from pipeline.schema import feedback_rows, instructions_and_responses
 
 # Han (radicals, ext. A, unified, compatibility, ext. B-G), the iteration marks 々 and 〇,
 # kana (without the ・ middle dot, which is punctuation), bopomofo and hangul.
@@ -111,7 +111,16 @@ def language_code(tag: str) -> str:
 
 
 def field_texts(batch: pa.Table, fields: Sequence[TextField]) -> list[list[tuple[str, str]]]:
-    """Per row, ``(field, text)`` for each of ``fields``, in the order given."""
+    """Per row, ``(field, text)`` for each of ``fields``, in the order given. A pair or a
+    binary record gives its instruction only: its replies are meant to differ in quality (an
+    undesirable one is bad on purpose), so filters judge its prompt."""
     instructions, responses = instructions_and_responses(batch)
     by_field = {"instruction": instructions, "response": responses}
-    return [[(field, by_field[field][row]) for field in fields] for row in range(batch.num_rows)]
+    return [
+        [
+            (field, by_field[field][row])
+            for field in fields
+            if not (prompt_only and field == "response")
+        ]
+        for row, prompt_only in enumerate(feedback_rows(batch))
+    ]

@@ -14,6 +14,8 @@ response is a copy when
 
 The instruction is the last user turn plus its context (``schema.instructions_and_responses``).
 
+Pairs and binary records are not judged: their replies are meant to differ in quality.
+
 Reason: ``filter.response_copies_instruction``.
 """
 
@@ -25,7 +27,7 @@ from typing import ClassVar
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.schema import instructions_and_responses
+from pipeline.schema import feedback_rows, instructions_and_responses
 from pipeline.stage import Drop, Filter, StageConfig
 from pipeline.text import char_ngrams, jaccard, normalized
 
@@ -45,8 +47,10 @@ class CopyFilter(Filter):
     def decide(self, batch: pa.Table) -> Sequence[Drop | None]:
         instructions, responses = instructions_and_responses(batch)
         return [
-            self._judge(normalized(instruction), normalized(response))
-            for instruction, response in zip(instructions, responses, strict=True)
+            None if prompt_only else self._judge(normalized(instruction), normalized(response))
+            for instruction, response, prompt_only in zip(
+                instructions, responses, feedback_rows(batch), strict=True
+            )
         ]
 
     def _judge(self, instruction: str, response: str) -> Drop | None:

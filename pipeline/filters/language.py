@@ -1,4 +1,5 @@
-"""Language identification and an allowlist, run on the instruction and the response together,
+"""Language identification and an allowlist, run on the instruction and the response together
+(on the prompt alone for pairs and binary records, whose replies may be bad on purpose),
 fenced code blocks left out (code is in no language). Two identifiers (``backend``):
 
 - ``py3langid`` (default): langid.py (Lui & Baldwin 2012, "langid.py: An Off-the-shelf
@@ -42,7 +43,7 @@ from py3langid.langid import MODEL_FILE, LanguageIdentifier
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.classifier import LABEL_PREFIX, load_fasttext
-from pipeline.schema import instructions_and_responses
+from pipeline.schema import feedback_rows, instructions_and_responses
 from pipeline.stage import Drop, FilePath, Filter, StageConfig, StageCounts
 from pipeline.text import language_code, without_code_blocks
 
@@ -223,10 +224,13 @@ class LanguageFilter(Filter):
 
     def detect_batch(self, batch: pa.Table) -> list[Detection]:
         instructions, responses = instructions_and_responses(batch)
+        # A pair or a binary record: the prompt alone, its replies may be bad on purpose.
         return self.detect_texts(
             [
-                f"{instruction}\n{response}"
-                for instruction, response in zip(instructions, responses, strict=True)
+                instruction if prompt_only else f"{instruction}\n{response}"
+                for instruction, response, prompt_only in zip(
+                    instructions, responses, feedback_rows(batch), strict=True
+                )
             ]
         )
 

@@ -6,6 +6,10 @@ the last user turn plus its context (``schema.instructions_and_responses``). Bou
 common instruction-data practice (Alpaca-cleaned, Dolly): an empty response is a broken record,
 a near-empty instruction gives the model nothing to learn from.
 
+A pair or a binary record is judged on its instruction and on having a chosen (or labelled)
+reply at all; the reply's length is not held against it, since its replies are meant to
+differ in quality.
+
 Reasons: ``filter.empty_response`` (checked first), ``filter.instruction_too_short``,
 ``filter.instruction_too_long``, ``filter.response_too_short``, ``filter.response_too_long``.
 """
@@ -18,7 +22,7 @@ from typing import ClassVar
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from pipeline.schema import instructions_and_responses
+from pipeline.schema import feedback_rows, instructions_and_responses
 from pipeline.stage import Drop, Filter, StageConfig
 
 
@@ -53,23 +57,28 @@ class LengthFilter(Filter):
     def decide(self, batch: pa.Table) -> Sequence[Drop | None]:
         instructions, responses = instructions_and_responses(batch)
         return [
-            self._judge(instruction.strip(), response.strip())
-            for instruction, response in zip(instructions, responses, strict=True)
+            self._judge(instruction.strip(), response.strip(), prompt_only)
+            for instruction, response, prompt_only in zip(
+                instructions, responses, feedback_rows(batch), strict=True
+            )
         ]
 
-    def _judge(self, instruction: str, response: str) -> Drop | None:
+    def _judge(self, instruction: str, response: str, prompt_only: bool = False) -> Drop | None:
         if not response:
             return Drop("filter.empty_response", {"response_chars": 0})
         bounds = self.config
-        checks = (
+        checks = [
             (
                 "instruction",
                 len(instruction),
                 bounds.min_instruction_chars,
                 bounds.max_instruction_chars,
             ),
-            ("response", len(response), bounds.min_response_chars, bounds.max_response_chars),
-        )
+        ]
+        if not prompt_only:
+            checks.append(
+                ("response", len(response), bounds.min_response_chars, bounds.max_response_chars)
+            )
         for part, chars, low, high in checks:
             if chars < low:
                 return Drop(f"filter.{part}_too_short", {f"{part}_chars": chars, "min": low})

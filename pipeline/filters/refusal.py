@@ -11,7 +11,8 @@ of the original Alpaca data (fixed by ``gururise/AlpacaDataCleaned``).
   of final full stops, case-insensitively: "None" alone is a placeholder, "None of the
   above options is prime" is an answer.
 
-Patterns are Python regular expressions, matched case-insensitively.
+Patterns are Python regular expressions, matched case-insensitively. Pairs and binary
+records are not judged: a rejected or undesirable refusal is exactly what they teach against.
 
 Reasons: ``filter.refusal``, ``filter.boilerplate_response``.
 """
@@ -25,7 +26,7 @@ from typing import ClassVar
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from pipeline.schema import instructions_and_responses
+from pipeline.schema import feedback_rows, instructions_and_responses
 from pipeline.stage import Drop, Filter, StageConfig
 
 _APOSTROPHE = "['’]"
@@ -93,7 +94,10 @@ class RefusalFilter(Filter):
 
     def decide(self, batch: pa.Table) -> Sequence[Drop | None]:
         _, responses = instructions_and_responses(batch)
-        return [self._judge(response) for response in responses]
+        return [
+            None if prompt_only else self._judge(response)
+            for response, prompt_only in zip(responses, feedback_rows(batch), strict=True)
+        ]
 
     def _judge(self, response: str) -> Drop | None:
         whole = response.strip().rstrip(_FINAL_STOPS).strip()
