@@ -9,13 +9,23 @@ Batch mode reads Parquet through Ray Data: rows with a ``prompt`` column (text),
 canonical records (``messages``: the turns up to the first reply are the prompt). Replies go
 to ``OUTPUT`` as Parquet with the input columns plus ``response``, one actor per CPU or GPU
 holding the model once.
+
+Sampling mode (``generate_samples``, run by ``instructflow feedback generate``) answers each
+prompt ``samples`` times with temperature / top-p sampling and writes one row per prompt
+(``sample_schema``): the prompt, its candidates, the model path and the settings. Each
+prompt's random stream is seeded from the run's seed and the prompt's text alone, so the same
+seed gives the same candidates whatever the batch size, the actor or the order of the rows.
+On GPUs the vLLM engine is used when ``vllm`` imports (``engine="auto"``); transformers
+otherwise, and always for LoRA checkpoints.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 from train.sft import CHECKPOINT_META
 
@@ -163,13 +173,7 @@ def generate_batch(
     from pipeline.read import open_filesystem
 
     checkpoint = resolve_checkpoint(checkpoint)
-    filesystem, local = open_filesystem(input_path)
-    columns = ds.dataset(local, filesystem=filesystem, format="parquet").schema.names
-    if "prompt" not in columns and "messages" not in columns:
-        raise CheckpointError(
-            f"{input_path}: needs a 'prompt' column or canonical records ('messages'); "
-            f"it has {', '.join(columns)}"
-        )
+    check_prompt_columns(input_path)
     rows = ray.data.read_parquet(input_path, file_extensions=["parquet"])
     replies = rows.map_batches(
         Replier,
@@ -192,4 +196,270 @@ def generate_batch(
     return ds.dataset(local, filesystem=filesystem, format="parquet").count_rows()
 
 
-__all__ = ["CheckpointError", "generate_batch", "generate_one", "resolve_checkpoint"]
+Engine = Literal["auto", "transformers", "vllm"]
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How candidates are sampled; written beside them so a rating knows what it rated."""
+
+    samples: int = 4
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int = 0
+    max_new_tokens: int = 128
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.samples < 1:
+            problems.append(f"samples {self.samples}: must be at least 1")
+        if self.temperature < 0:
+            problems.append(f"temperature {self.temperature}: must be >= 0 (0 is greedy)")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p {self.top_p}: must be in (0, 1]")
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens {self.max_new_tokens}: must be at least 1")
+        if problems:
+            raise CheckpointError("sampling settings: " + "; ".join(problems))
+
+
+def sample_schema() -> Any:
+    """One row per prompt. ``prompt_id`` hashes the conversation; ``prompt`` is its last user
+    turn, as shown to a rater; ``conversation`` (JSON) every turn the model was given;
+    ``model`` the checkpoint path; ``settings`` (JSON) SamplingSettings and the engine."""
+    import pyarrow as pa
+
+    text, texts = pa.string(), pa.list_(pa.string())
+    columns = [("prompt_id", text), ("prompt", text), ("conversation", text)]
+    columns += [("candidates", texts), ("model", text), ("settings", text)]
+    return pa.schema([pa.field(name, kind, nullable=False) for name, kind in columns])
+
+
+def prompt_seed(seed: int, turns: list[dict[str, str]]) -> int:
+    """The seed of one prompt's samples: the run's seed and the prompt's text, nothing else."""
+    import xxhash
+
+    text = json.dumps(turns, ensure_ascii=False, sort_keys=True)
+    return xxhash.xxh64_intdigest(text.encode("utf-8"), seed=seed) & 0x7FFF_FFFF
+
+
+def conversation_id(turns: list[dict[str, str]]) -> str:
+    import xxhash
+
+    text = json.dumps(turns, ensure_ascii=False, sort_keys=True)
+    return xxhash.xxh3_128_hexdigest(text.encode("utf-8"))
+
+
+def sample_replies(
+    model: Any,
+    tokenizer: Any,
+    meta: dict,
+    conversations: list[list[dict[str, str]]],
+    settings: SamplingSettings,
+) -> list[list[str]]:
+    """``settings.samples`` replies per conversation. One ``generate`` call per prompt, seeded
+    by ``prompt_seed``: batching prompts together would make a prompt's random draws depend
+    on its neighbours (padding, batch shape), and the outputs on the batch size."""
+    import torch
+
+    from train.sft_data import generation_input_ids
+
+    device = next(model.parameters()).device
+    replies = []
+    for turns in conversations:
+        ids = generation_input_ids(
+            turns, tokenizer, meta["prompt_format"], meta["kind"], meta["max_length"]
+        )
+        torch.manual_seed(prompt_seed(settings.seed, turns))
+        sampling = settings.temperature > 0
+        with torch.no_grad():
+            output = model.generate(
+                input_ids=torch.tensor([ids], device=device),
+                attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=device),
+                max_new_tokens=settings.max_new_tokens,
+                do_sample=sampling,
+                temperature=settings.temperature if sampling else None,
+                top_p=settings.top_p if sampling else None,
+                # Greedy decoding has one answer: generated once, repeated.
+                num_return_sequences=settings.samples if sampling else 1,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        new = output if meta["kind"] == "seq2seq" else output[:, len(ids) :]
+        texts = [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+        replies.append(texts if sampling else texts * settings.samples)
+    return replies
+
+
+def sample_rows(
+    conversations: list[list[dict[str, str]]],
+    candidates: list[list[str]],
+    checkpoint: str,
+    settings: dict[str, Any],
+) -> Any:
+    """One SAMPLE_SCHEMA row per prompt."""
+    import pyarrow as pa
+
+    from pipeline.schema import last_content
+
+    rows = [
+        {
+            "prompt_id": conversation_id(turns),
+            "prompt": last_content(turns, "user"),
+            "conversation": json.dumps(turns, ensure_ascii=False),
+            "candidates": replies,
+            "model": checkpoint,
+            "settings": json.dumps(settings, sort_keys=True),
+        }
+        for turns, replies in zip(conversations, candidates, strict=True)
+    ]
+    return pa.Table.from_pylist(rows, schema=sample_schema())
+
+
+class Sampler:
+    """Ray Data callable class: candidates through transformers, the model loaded once."""
+
+    def __init__(self, checkpoint: str, settings: dict[str, Any], use_gpu: bool) -> None:
+        self.model, self.tokenizer, self.meta = load_for_generation(
+            checkpoint, "cuda" if use_gpu else "cpu"
+        )
+        self.checkpoint = checkpoint
+        self.settings = SamplingSettings(**settings)
+
+    def __call__(self, batch: Any) -> Any:
+        conversations = conversations_of(batch.to_pydict())
+        candidates = sample_replies(
+            self.model, self.tokenizer, self.meta, conversations, self.settings
+        )
+        settings = {**asdict(self.settings), "engine": "transformers"}
+        return sample_rows(conversations, candidates, self.checkpoint, settings)
+
+
+class VllmSampler:
+    """Ray Data callable class: candidates through vLLM on one GPU. Only used when ``vllm``
+    imports; the prompt is rendered as training rendered it (``prompt_text``)."""
+
+    def __init__(self, checkpoint: str, settings: dict[str, Any], use_gpu: bool) -> None:
+        from vllm import LLM
+
+        from train.sft_rows import load_tokenizer
+
+        self.engine = LLM(model=checkpoint, seed=settings["seed"])
+        self.tokenizer = load_tokenizer(checkpoint)
+        with open(os.path.join(checkpoint, CHECKPOINT_META), encoding="utf-8") as file:
+            self.meta = json.load(file)
+        self.checkpoint = checkpoint
+        self.settings = SamplingSettings(**settings)
+
+    def __call__(self, batch: Any) -> Any:
+        from vllm import SamplingParams
+
+        from train.sft_data import prompt_text
+
+        conversations = conversations_of(batch.to_pydict())
+        settings = self.settings
+        prompts = [
+            prompt_text(t, self.tokenizer, self.meta["prompt_format"]) for t in conversations
+        ]
+        params = [
+            SamplingParams(
+                n=settings.samples,
+                temperature=settings.temperature,
+                top_p=settings.top_p,
+                max_tokens=settings.max_new_tokens,
+                seed=prompt_seed(settings.seed, turns),
+            )
+            for turns in conversations
+        ]
+        outputs = self.engine.generate(prompts, params, use_tqdm=False)
+        candidates = [[c.text.strip() for c in output.outputs] for output in outputs]
+        used = {**asdict(settings), "engine": "vllm"}
+        return sample_rows(conversations, candidates, self.checkpoint, used)
+
+
+def pick_engine(engine: Engine, use_gpu: bool, checkpoint: str) -> str:
+    """The engine that runs: vLLM needs a GPU, a full (not LoRA) causal checkpoint and the
+    package; ``auto`` falls back to transformers, an explicit ``vllm`` says what is missing."""
+    with open(os.path.join(checkpoint, CHECKPOINT_META), encoding="utf-8") as file:
+        meta = json.load(file)
+    lacking = {
+        "a GPU (--gpu)": not use_gpu,
+        "the vllm package": importlib.util.find_spec("vllm") is None,
+        "a full causal checkpoint (not LoRA, not seq2seq)": bool(meta.get("lora"))
+        or meta["kind"] != "causal",
+    }
+    missing = [why for why, absent in lacking.items() if absent]
+    if engine == "vllm" and missing:
+        raise CheckpointError(f"engine vllm needs {', '.join(missing)}")
+    return "vllm" if engine == "vllm" or (engine == "auto" and not missing) else "transformers"
+
+
+def check_prompt_columns(input_path: str) -> None:
+    import pyarrow.dataset as ds
+
+    from pipeline.read import open_filesystem
+
+    filesystem, local = open_filesystem(input_path)
+    columns = ds.dataset(local, filesystem=filesystem, format="parquet").schema.names
+    if "prompt" not in columns and "messages" not in columns:
+        raise CheckpointError(
+            f"{input_path}: needs a 'prompt' column or canonical records ('messages'); "
+            f"it has {', '.join(columns)}"
+        )
+
+
+def generate_samples(
+    checkpoint: str,
+    input_path: str,
+    output_path: str,
+    settings: SamplingSettings,
+    *,
+    batch_size: int = 8,
+    workers: int | None = None,
+    use_gpu: bool = False,
+    engine: Engine = "auto",
+) -> int:
+    """``settings.samples`` candidates for every prompt of ``input_path``, one Parquet row per
+    prompt in ``output_path``; returns the prompts written. Resources are declared here, the
+    one place the pool is built: one actor per GPU (``num_gpus=1``) or per CPU."""
+    import pyarrow.dataset as ds
+    import ray.data
+
+    from pipeline.read import open_filesystem
+
+    checkpoint = resolve_checkpoint(checkpoint)
+    check_prompt_columns(input_path)
+    sampler = VllmSampler if pick_engine(engine, use_gpu, checkpoint) == "vllm" else Sampler
+    rows = ray.data.read_parquet(input_path, file_extensions=["parquet"])
+    resource = "GPU" if use_gpu else "CPU"
+    candidates = rows.map_batches(
+        sampler,
+        fn_constructor_kwargs={
+            "checkpoint": checkpoint,
+            "settings": asdict(settings),
+            "use_gpu": use_gpu,
+        },
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(
+            min_size=1,
+            max_size=workers or max(1, int(ray.cluster_resources().get(resource, 1))),
+        ),
+        num_gpus=1 if use_gpu else 0,
+        num_cpus=1,
+    )
+    candidates.write_parquet(output_path)
+    filesystem, local = open_filesystem(output_path)
+    return ds.dataset(local, filesystem=filesystem, format="parquet").count_rows()
+
+
+__all__ = [
+    "CheckpointError",
+    "SamplingSettings",
+    "generate_batch",
+    "generate_one",
+    "generate_samples",
+    "resolve_checkpoint",
+    "sample_replies",
+    "sample_schema",
+]
