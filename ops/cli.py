@@ -254,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_quality_commands(commands)
 
+    from ops.feedback.cli import add_feedback_commands
+
+    add_feedback_commands(commands)
+
     from bench.cli import add_bench_commands
 
     add_bench_commands(commands)
