@@ -191,9 +191,10 @@ def build_records(store: Store, rules: ExportRules) -> dict[str, list[dict[str, 
     return records
 
 
-def engine_recipe(output_dir: Path, kinds: list[str]) -> dict[str, Any]:
+def engine_recipe(output_dir: Path, kinds: list[str], margin: float) -> dict[str, Any]:
     inputs = [
         {"path": str(output_dir / OUTPUT_FILES[kind]), "format": ENGINE_FORMATS[kind]}
+        | ({"preference": {"margin": margin}} if kind == "pairs" else {})
         for kind in kinds
     ]
     return {
@@ -206,9 +207,9 @@ def engine_recipe(output_dir: Path, kinds: list[str]) -> dict[str, Any]:
 
 
 def readable_formats() -> set[str]:
-    from pipeline.convert import FORMATS
+    from pipeline.convert import FORMATS, PAIR_FORMATS
 
-    return set(FORMATS)
+    return {*FORMATS, *PAIR_FORMATS}
 
 
 def write_export(store: Store, output_dir: str, rules: ExportRules, overwrite: bool = False):
@@ -228,7 +229,7 @@ def write_export(store: Store, output_dir: str, rules: ExportRules, overwrite: b
     kinds = [k for k, rows in records.items() if rows and ENGINE_FORMATS[k] in known]
     waiting = [ENGINE_FORMATS[k] for k, rows in records.items() if rows and k not in kinds]
     if kinds:
-        recipe = yaml.safe_dump(engine_recipe(root, kinds), sort_keys=False)
+        recipe = yaml.safe_dump(engine_recipe(root, kinds, rules.margin), sort_keys=False)
         _write_atomic(root / "recipe.yaml", recipe)
     else:  # nothing for the engine: no recipe, not a stale one from an earlier export
         (root / "recipe.yaml").unlink(missing_ok=True)

@@ -87,23 +87,29 @@ def test_rules_and_an_existing_export_are_checked(rated, tmp_path):
     write_export(rated, str(tmp_path / "out"), ExportRules(), overwrite=True)
 
 
-def test_the_recipe_validates_and_the_engine_reads_the_sft_file(rated, tmp_path):
+def test_the_recipe_validates_and_the_engine_reads_every_file(rated, tmp_path):
     from ops.recipe import load_recipe, preflight
-    from pipeline.convert import FORMATS
     from pipeline.discover import list_input_files
-    from pipeline.ingest import InputConfig, ingest_file
+    from pipeline.ingest import ingest_file
 
     summary = write_export(rated, str(tmp_path / "out"), ExportRules())
+    assert summary["formats_the_engine_cannot_read_yet"] == []
     recipe = load_recipe(summary["recipe"], [])
     preflight(recipe, summary["recipe"], overwrite=False)
-    formats = {item.format for item in recipe.inputs}
-    assert "messages" in formats and formats <= set(FORMATS)
-    waiting = {f for f in ENGINE_FORMATS.values() if f not in FORMATS}
-    assert set(summary["formats_the_engine_cannot_read_yet"]) == waiting
-    path = str(tmp_path / "out" / "sft.jsonl")
-    (table,) = ingest_file(
-        list_input_files(path)[0], InputConfig(path=path, format="messages"), seed=0
-    )
-    assert pc.all(pc.is_null(table.column("drop_reason"))).as_py()
-    meta = json.loads(table.column("meta")[0].as_py())
-    assert meta["annotator"] == "ben" and meta["item_id"] == id_of(PERU)
+    assert [item.format for item in recipe.inputs] == list(ENGINE_FORMATS.values())
+    tables = {
+        item.format: next(ingest_file(list_input_files(item.path)[0], item, seed=0))
+        for item in recipe.inputs
+    }
+    for table in tables.values():
+        assert pc.all(pc.is_null(table.column("drop_reason"))).as_py()
+    sft_meta = json.loads(tables["messages"].column("meta")[0].as_py())
+    assert sft_meta["annotator"] == "ben" and sft_meta["item_id"] == id_of(PERU)
+    pairs = tables["pairwise"].to_pylist()
+    peru = next(p for p in pairs if json.loads(p["meta"])["item_id"] == id_of(PERU))
+    assert peru["messages"][-1]["content"] == "Lima."
+    assert peru["rejected"][-1]["content"].startswith("I'm sorry")
+    assert (peru["chosen_score"], peru["rejected_score"]) == (4.5, 1.5)
+    assert json.loads(peru["meta"])["annotators"] == ["ana", "ben"]
+    kto = tables["kto"].to_pylist()
+    assert sorted(row["feedback"] for row in kto) == [False, False, True, True, True, True]
