@@ -45,7 +45,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -119,21 +119,35 @@ class SFTBenchSettings:
 
 def check_settings(settings: SFTBenchSettings) -> None:
     """Every argument checked before anything is generated or started."""
+    problems = shared_problems(
+        settings, {"--steps": settings.steps, "--gpu-steps": settings.gpu_steps}
+    )
+    problems += [
+        (settings.gpu_size not in SIZES, f"--gpu-size must be one of {', '.join(SIZES)}"),
+        (settings.gpu_micro_batch_size < 1, "--gpu-micro-batch-size must be at least 1"),
+        (settings.peak_flops <= 0, "--peak-flops must be positive"),
+    ]
+    bad = [text for failed, text in problems if failed]
+    if bad:
+        raise ValueError("; ".join(bad))
+
+
+def shared_problems(settings: Any, step_counts: dict[str, int]) -> list[tuple[bool, str]]:
+    """(failed, message) for the settings every training benchmark has (``bench.sft``'s and
+    ``bench.dpo``'s, by name), and for each of ``step_counts`` (option name: steps) against
+    the tokens/s windows."""
     problems = [
         (settings.records < MIN_RECORDS, f"--records must be at least {MIN_RECORDS}"),
         (settings.size not in SIZES, f"--size must be one of {', '.join(SIZES)}"),
-        (settings.gpu_size not in SIZES, f"--gpu-size must be one of {', '.join(SIZES)}"),
         (settings.prompt_format not in PROMPT_FORMATS, "--prompt-format: unknown format"),
         (not 16 <= settings.max_length <= 4096, "--max-length must be in 16..4096"),
         (settings.vocab_size < 512, "--vocab-size must be at least 512"),
         (settings.micro_batch_size < 1, "--micro-batch-size must be at least 1"),
-        (settings.gpu_micro_batch_size < 1, "--gpu-micro-batch-size must be at least 1"),
         (settings.log_every_steps < 1, "--log-every-steps must be at least 1"),
         (settings.cpus < 1, "--cpus must be at least 1"),
         (settings.learning_rate <= 0, "--learning-rate must be positive"),
         (not 1 <= settings.min_words <= settings.max_words, "need 1 <= --min-words <= --max-words"),
         (settings.device not in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
-        (settings.peak_flops <= 0, "--peak-flops must be positive"),
     ]
     every, warmup = settings.log_every_steps, settings.warmup_steps
     if every >= 1:
@@ -144,7 +158,7 @@ def check_settings(settings: SFTBenchSettings) -> None:
                 "the first window holds the warm-up",
             )
         )
-        for steps, name in ((settings.steps, "--steps"), (settings.gpu_steps, "--gpu-steps")):
+        for name, steps in step_counts.items():
             problems.append(
                 (
                     steps < warmup + every or steps % every != 0,
@@ -152,9 +166,7 @@ def check_settings(settings: SFTBenchSettings) -> None:
                     f"--warmup-steps + {every}",
                 )
             )
-    bad = [text for failed, text in problems if failed]
-    if bad:
-        raise ValueError("; ".join(bad))
+    return problems
 
 
 # ---------------------------------------------------------------------------------------
@@ -165,13 +177,10 @@ def bench_records(settings: SFTBenchSettings) -> list[dict[str, Any]]:
     """Canonical records, one user turn and one reply each; reply lengths log-uniform in
     words, so micro-batches of unpacked rows mix short and long examples. Seeded."""
     rng = np.random.default_rng(settings.seed)
-    low, high = np.log(settings.min_words), np.log(settings.max_words)
-    lengths = np.rint(np.exp(rng.uniform(low, high, settings.records))).astype(int)
+    lengths = log_uniform_lengths(rng, settings.records, settings.min_words, settings.max_words)
     records = []
     for line, length in enumerate(lengths):
-        words = [str(word) for word in rng.choice(WORDS, size=int(length))]
-        sentences = [words[i : i + 12] for i in range(0, len(words), 12)]
-        reply = " ".join(" ".join(s).capitalize() + "." for s in sentences)
+        reply = reply_text(rng, int(length))
         topic = TOPICS[line % len(TOPICS)]
         records.append(
             make_record(
@@ -189,6 +198,18 @@ def bench_records(settings: SFTBenchSettings) -> list[dict[str, Any]]:
     return records
 
 
+def log_uniform_lengths(rng: Any, count: int, low: int, high: int) -> np.ndarray:
+    """``count`` word counts in ``low`` .. ``high``, log-uniform."""
+    return np.rint(np.exp(rng.uniform(np.log(low), np.log(high), count))).astype(int)
+
+
+def reply_text(rng: Any, length: int) -> str:
+    """``length`` words drawn from ``WORDS``, in capitalised sentences of 12."""
+    words = [str(word) for word in rng.choice(WORDS, size=length)]
+    sentences = [words[i : i + 12] for i in range(0, len(words), 12)]
+    return " ".join(" ".join(s).capitalize() + "." for s in sentences)
+
+
 def write_pipeline_output(root: Path, records: list[dict[str, Any]]) -> Path:
     """``root/data/train/`` as ``instructflow data run`` with a split stage writes it."""
     shutil.rmtree(root, ignore_errors=True)
@@ -198,11 +219,12 @@ def write_pipeline_output(root: Path, records: list[dict[str, Any]]) -> Path:
     return root
 
 
-def read_records(root: Path) -> list[dict[str, Any]]:
-    """The records as the Ray Data stage reads them back (its three columns)."""
+def read_records(root: Path, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """The records as the Ray Data stage reads them back: ``columns`` (default SFT's three)."""
     from train.sft_rows import RECORD_COLUMNS
 
-    return pq.read_table(root / "data" / "train" / SHARD, columns=RECORD_COLUMNS).to_pylist()
+    path = root / "data" / "train" / SHARD
+    return pq.read_table(path, columns=columns or RECORD_COLUMNS).to_pylist()
 
 
 def recipe_dict(settings: SFTBenchSettings, data: Path, model: str, output: Path) -> dict[str, Any]:
@@ -295,7 +317,7 @@ def train_step(
     from train.sft import forward, wants_bf16
     from train.sft_rows import collate
 
-    use_bf16 = device.type == "cuda" and wants_bf16(recipe.training.precision)
+    use_bf16 = device.type == "cuda" and wants_bf16(recipe.training.precision, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
     size = recipe.training.micro_batch_size
     step_tokens = int(rows["supervised"].sum())
@@ -462,13 +484,18 @@ def ray_windows(metrics_path: Path, warmup_steps: int) -> dict[str, Any]:
     }
 
 
-def ray_run(settings: SFTBenchSettings, recipe_path: Path) -> dict[str, Any]:
-    """``run_sft`` on a local Ray of ``cpus`` CPUs (started here unless one runs); the
-    worker's steady tokens/s and the wall seconds of Ray's start and of the whole run."""
+def ray_run(
+    settings: Any, recipe_path: Path, run: Callable[..., dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """``run`` (default ``run_sft``; ``bench.dpo`` passes ``run_dpo``) on a local Ray of
+    ``cpus`` CPUs (started here unless one runs); the worker's steady tokens/s and the wall
+    seconds of Ray's start and of the whole run."""
     import ray
 
     from ops.cluster import connect
     from ops.trainrun import run_sft
+
+    run = run or run_sft
 
     started_ray = not ray.is_initialized()
     started = time.perf_counter()
@@ -478,7 +505,7 @@ def ray_run(settings: SFTBenchSettings, recipe_path: Path) -> dict[str, Any]:
         probe = ray.remote(num_cpus=settings.cpus)(worker_torch_threads)
         threads = ray.get(probe.remote())
         started = time.perf_counter()
-        summary = run_sft(str(recipe_path), overwrite=True)
+        summary = run(str(recipe_path), overwrite=True)
         wall = time.perf_counter() - started
     finally:
         if started_ray:
