@@ -157,3 +157,10 @@ def test_sft_never_imitates_a_reply_marked_undesirable(tmp_path, tiny_llama):
     table = rows_to_table(pair_records(8, binary=True))
     tokenized = rows(table.append_column("path", pa.array(["a"] * 8)))
     assert tokenized.num_rows == 4 and sum(tokenized.column("records").to_pylist()) == 4
+
+
+def test_shipped_dpo_recipes_validate():
+    shipped = sorted((Path(__file__).parents[2] / "examples").glob("*/dpo*.yaml"))
+    assert shipped
+    for recipe in shipped:
+        load_dpo_recipe(str(recipe))
