@@ -12,7 +12,9 @@ holding the model once.
 
 Sampling mode (``generate_samples``, run by ``instructflow feedback generate``) answers each
 prompt ``samples`` times with temperature / top-p sampling and writes one row per prompt
-(``sample_schema``): the prompt, its candidates, the model path and the settings. Each
+(``sample_schema``): the prompt, its candidates, the reference reply (a canonical record's
+first reply, which the ``reference`` rater compares candidates with), the model path and the
+settings. Each
 prompt's random stream is seeded from the run's seed and the prompt's text alone, so the same
 seed gives the same candidates whatever the batch size, the actor or the order of the rows.
 On GPUs the vLLM engine is used when ``vllm`` imports (``engine="auto"``); transformers
@@ -134,6 +136,17 @@ def conversations_of(batch: dict[str, Any]) -> list[list[dict[str, str]]]:
     ]
 
 
+def references_of(batch: dict[str, Any]) -> list[str]:
+    """Each prompt's reference reply: the record's first assistant turn, the one that follows
+    ``opening_turns``; "" for a record without one and for a ``prompt`` column."""
+    if "prompt" in batch:
+        return [""] * len(batch["prompt"])
+    return [
+        next((turn["content"] for turn in messages if turn["role"] == "assistant"), "")
+        for messages in batch["messages"]
+    ]
+
+
 class Replier:
     """Ray Data callable class: the model is loaded once per actor."""
 
@@ -226,11 +239,12 @@ class SamplingSettings:
 def sample_schema() -> Any:
     """One row per prompt. ``prompt_id`` hashes the conversation; ``prompt`` is its last user
     turn, as shown to a rater; ``conversation`` (JSON) every turn the model was given;
-    ``model`` the checkpoint path; ``settings`` (JSON) SamplingSettings and the engine."""
+    ``reference`` the record's own reply ("" when there is none); ``model`` the checkpoint
+    path; ``settings`` (JSON) SamplingSettings and the engine."""
     import pyarrow as pa
 
     text, texts = pa.string(), pa.list_(pa.string())
-    columns = [("prompt_id", text), ("prompt", text), ("conversation", text)]
+    columns = [("prompt_id", text), ("prompt", text), ("conversation", text), ("reference", text)]
     columns += [("candidates", texts), ("model", text), ("settings", text)]
     return pa.schema([pa.field(name, kind, nullable=False) for name, kind in columns])
 
@@ -294,10 +308,11 @@ def sample_replies(
 def sample_rows(
     conversations: list[list[dict[str, str]]],
     candidates: list[list[str]],
+    references: list[str],
     checkpoint: str,
     settings: dict[str, Any],
 ) -> Any:
-    """One SAMPLE_SCHEMA row per prompt."""
+    """One ``sample_schema`` row per prompt."""
     import pyarrow as pa
 
     from pipeline.schema import last_content
@@ -307,11 +322,12 @@ def sample_rows(
             "prompt_id": conversation_id(turns),
             "prompt": last_content(turns, "user"),
             "conversation": json.dumps(turns, ensure_ascii=False),
+            "reference": reference,
             "candidates": replies,
             "model": checkpoint,
             "settings": json.dumps(settings, sort_keys=True),
         }
-        for turns, replies in zip(conversations, candidates, strict=True)
+        for turns, replies, reference in zip(conversations, candidates, references, strict=True)
     ]
     return pa.Table.from_pylist(rows, schema=sample_schema())
 
@@ -327,12 +343,14 @@ class Sampler:
         self.settings = SamplingSettings(**settings)
 
     def __call__(self, batch: Any) -> Any:
-        conversations = conversations_of(batch.to_pydict())
+        columns = batch.to_pydict()
+        conversations = conversations_of(columns)
         candidates = sample_replies(
             self.model, self.tokenizer, self.meta, conversations, self.settings
         )
         settings = {**asdict(self.settings), "engine": "transformers"}
-        return sample_rows(conversations, candidates, self.checkpoint, settings)
+        references = references_of(columns)
+        return sample_rows(conversations, candidates, references, self.checkpoint, settings)
 
 
 class VllmSampler:
@@ -356,7 +374,8 @@ class VllmSampler:
 
         from train.sft_data import prompt_text
 
-        conversations = conversations_of(batch.to_pydict())
+        columns = batch.to_pydict()
+        conversations = conversations_of(columns)
         settings = self.settings
         prompts = [
             prompt_text(t, self.tokenizer, self.meta["prompt_format"]) for t in conversations
@@ -374,7 +393,8 @@ class VllmSampler:
         outputs = self.engine.generate(prompts, params, use_tqdm=False)
         candidates = [[c.text.strip() for c in output.outputs] for output in outputs]
         used = {**asdict(settings), "engine": "vllm"}
-        return sample_rows(conversations, candidates, self.checkpoint, used)
+        references = references_of(columns)
+        return sample_rows(conversations, candidates, references, self.checkpoint, used)
 
 
 def pick_engine(engine: Engine, use_gpu: bool, checkpoint: str) -> str:

@@ -32,10 +32,12 @@ from ops.feedback.store import (
 )
 
 SAMPLE_COLUMNS = ("prompt", "conversation", "candidates", "model", "settings")
+# Sample files written before generate kept the record's reply lack it: imported as "".
+OPTIONAL_SAMPLE_COLUMNS = ("reference",)
 MAX_CORRECTION_CHARS = 20_000
 MAX_NAME_CHARS = 64
 # Names of automatic raters; a person cannot save under them.
-_RESERVED_NAME = re.compile(r"^(rules|judge:.*)$")
+_RESERVED_NAME = re.compile(r"^(rules|reference|judge:.*)$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -162,6 +164,7 @@ def import_rows(store: Store, rows: list[dict[str, Any]], source: str) -> tuple[
                     id=identity,
                     prompt=row["prompt"],
                     conversation=row["conversation"],
+                    reference=row.get("reference") or "",
                     model=row["model"],
                     settings=row["settings"],
                     source=source,
@@ -191,8 +194,9 @@ def import_samples(store: Store, path: str, batch_rows: int = 256) -> tuple[int,
             f"{path}: missing column(s) {', '.join(missing)}; expected the output of "
             f"`instructflow feedback generate` ({', '.join(SAMPLE_COLUMNS)})"
         )
+    columns = [*SAMPLE_COLUMNS, *(c for c in OPTIONAL_SAMPLE_COLUMNS if c in dataset.schema.names)]
     added = already = 0
-    for batch in dataset.to_batches(columns=list(SAMPLE_COLUMNS), batch_size=batch_rows):
+    for batch in dataset.to_batches(columns=columns, batch_size=batch_rows):
         new, old = import_rows(store, batch.to_pylist(), path)
         added, already = added + new, already + old
     return added, already
@@ -237,6 +241,7 @@ def item_view(store: Store, item: str, annotator: str | None) -> dict[str, Any]:
             "id": found.id,
             "prompt": found.prompt,
             "conversation": json.loads(found.conversation),
+            "reference": found.reference,
             "candidates": list(texts),
             "model": found.model,
         }

@@ -11,8 +11,9 @@ Tables (``Base.metadata``):
 
 - ``items``: one prompt and its candidates, imported from ``feedback generate``'s Parquet.
   The id hashes the conversation and the candidate texts, so importing twice adds nothing.
+  ``reference`` is the source record's own reply ("" when it had none), for ``reference``.
 - ``candidates``: (item_id, position) -> text.
-- ``annotators``: a name (unique) and a kind: ``human``, ``rules`` or ``judge``.
+- ``annotators``: a name (unique) and a kind: ``human``, ``rules``, ``reference`` or ``judge``.
 - ``ratings``: a 1-5 score per (item, candidate, annotator), unique: rating again updates
   the score and its time. ``detail`` holds an automatic rater's sub-scores (JSON).
 - ``best_picks``: per (item, annotator), the candidate picked as best.
@@ -46,6 +47,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     update,
 )
@@ -53,7 +55,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 SCORE_RANGE = (1, 5)
-ANNOTATOR_KINDS = ("human", "rules", "judge")
+ANNOTATOR_KINDS = ("human", "rules", "reference", "judge")
 BUSY_TIMEOUT_MS = 30_000
 WRITE_ATTEMPTS = 5  # a write that still fails after these is an error, never dropped silently
 T = TypeVar("T")
@@ -68,6 +70,7 @@ class Item(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     prompt: Mapped[str] = mapped_column(Text)
     conversation: Mapped[str] = mapped_column(Text)  # JSON list of {role, content}
+    reference: Mapped[str] = mapped_column(Text, default="", server_default="")
     model: Mapped[str] = mapped_column(String(1024))
     settings: Mapped[str] = mapped_column(Text)  # JSON
     source: Mapped[str] = mapped_column(String(1024))
@@ -195,6 +198,17 @@ def _retryable(error: Exception) -> bool:
     return isinstance(error, IntegrityError) and "unique" in text or "locked" in text
 
 
+def _add_reference_column(engine: Any) -> None:
+    """A database made before items had ``reference`` gets the column, "" for every item:
+    ``create_all`` adds missing tables, never missing columns."""
+    if "reference" in {column["name"] for column in inspect(engine).get_columns("items")}:
+        return
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "ALTER TABLE items ADD COLUMN reference TEXT NOT NULL DEFAULT ''"
+        )
+
+
 class Store:
     """The database behind ``feedback import|serve|rate|export``."""
 
@@ -209,6 +223,7 @@ class Store:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         try:
             Base.metadata.create_all(self.engine)
+            _add_reference_column(self.engine)
         except OperationalError as error:
             raise FeedbackError(f"--db {db}: cannot open the database: {error.orig}") from None
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ops.cli import main
-from ops.feedback.items import import_samples, queue
+from ops.feedback.items import import_rows, import_samples, item_view, queue
 from ops.feedback.store import Store
 from tests.ops.feedback.tiny_checkpoint import write_tiny_checkpoint
 from train.generate import SamplingSettings, generate_samples
@@ -72,3 +72,37 @@ def test_a_prompt_s_candidates_depend_on_the_seed_and_its_text_only(tmp_path):
     greedy = SamplingSettings(samples=2, temperature=0, max_new_tokens=6)
     (pair, *_) = sample_replies(model, tokenizer, meta, turns, greedy)
     assert pair[0] == pair[1]
+
+
+def test_a_record_s_reply_becomes_the_item_s_reference(tmp_path):
+    from pipeline.schema import make_record, message, rows_to_table
+    from train.generate import conversations_of, references_of, sample_rows
+
+    answered = make_record(
+        messages=[
+            message("user", "What is the capital of Peru?"),
+            message("assistant", "Lima."),
+            message("user", "And of Chile?"),
+            message("assistant", "Santiago."),
+        ],
+        system="Be brief.",
+        source_file="records.jsonl",
+        source_format="jsonl",
+        source_line=0,
+    )
+    unanswered = {**answered, "messages": [message("user", "Write a haiku.")]}
+    batch = rows_to_table([answered, unanswered]).to_pydict()
+    assert references_of(batch) == ["Lima.", ""]
+    assert references_of({"prompt": ["Hi."]}) == [""]
+    table = sample_rows(
+        conversations_of(batch),
+        [["Lima, on the coast."], ["Leaves fall."]],
+        references_of(batch),
+        "/ckpt",
+        {"seed": 0},
+    )
+    assert table.schema.field("reference").nullable is False
+    store = Store(str(tmp_path / "f.db"))
+    assert import_rows(store, table.to_pylist(), "generate") == (2, 0)
+    views = [item_view(store, entry["id"], None) for entry in queue(store, None)]
+    assert sorted(view["reference"] for view in views) == ["", "Lima."]

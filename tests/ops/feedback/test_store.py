@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -146,3 +147,30 @@ def test_two_processes_writing_at_once_lose_nothing(store, tmp_path):
         [(name, 5) for name in ("proc-a", "proc-b") for _ in items]
     )
     assert json.loads(json.dumps(rows))  # plain data
+
+
+def test_an_old_sample_file_imports_with_an_empty_reference(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ops.feedback.items import import_samples
+
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    pq.write_table(pa.Table.from_pylist(sample_rows()), samples / "part-0.parquet")
+    store = Store(str(tmp_path / "f.db"))
+    assert import_samples(store, str(samples)) == (3, 0)
+    assert item_view(store, id_of("Name a primary colour."), None)["reference"] == ""
+
+
+def test_a_database_made_before_references_gets_the_column(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE items (id VARCHAR(32) PRIMARY KEY, prompt TEXT, conversation TEXT, "
+            "model VARCHAR(1024), settings TEXT, source VARCHAR(1024), imported_at DATETIME)"
+        )
+        old.execute("INSERT INTO items VALUES ('a', 'Hi?', '[]', 'm', '{}', 's', '2026-01-01')")
+    store = Store(str(path))
+    assert item_view(store, "a", None)["reference"] == ""
+    assert import_rows(store, sample_rows()[:1], "new") == (1, 0)
