@@ -4,6 +4,7 @@
     instructflow feedback import out/samples --db feedback.db
     instructflow feedback serve --db feedback.db            # http://127.0.0.1:8765/
     instructflow feedback rate --db feedback.db --rater rules
+    instructflow feedback rate --db feedback.db --rater reference   # chrF vs the record's reply
     instructflow feedback rate --db feedback.db --rater judge --judge-url http://host/v1 \\
         --judge-model qwen2.5-72b-instruct --api-key-env JUDGE_API_KEY
     instructflow feedback agreement --db feedback.db
@@ -204,9 +205,11 @@ def _add_generate(actions: Any) -> None:
 
 
 def _add_rate(actions: Any) -> None:
-    rate = actions.add_parser("rate", help="automatic ratings: rule checks or an LLM judge")
+    rate = actions.add_parser(
+        "rate", help="automatic ratings: rule checks, closeness to the reference or an LLM judge"
+    )
     _database(rate)
-    rate.add_argument("--rater", choices=["rules", "judge"], required=True)
+    rate.add_argument("--rater", choices=["rules", "reference", "judge"], required=True)
     rate.add_argument("--judge-url", help="OpenAI-compatible base URL (…/v1)")
     rate.add_argument("--judge-model", help="the model name the endpoint serves")
     rate.add_argument("--api-key-env", default="OPENAI_API_KEY", help="variable holding the key")

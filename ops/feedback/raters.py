@@ -1,10 +1,18 @@
-"""Automatic raters: rule-based checks and an LLM judge. Each gives a candidate a 1-5 score
-with sub-scores, stored as annotator ``rules`` or ``judge:<model>`` beside the people.
+"""Automatic raters: rule-based checks, closeness to a reference reply, and an LLM judge.
+Each gives a candidate a 1-5 score with sub-scores, stored as annotator ``rules``,
+``reference`` or ``judge:<model>`` beside the people. A rater is called with the item's
+conversation, the candidate and the item's reference reply (most raters ignore the last).
 
 Rules reuse the data engine's filters through their public stage classes (no Ray): the
 refusal and boilerplate patterns, Gopher's repetition rules, the language identifier. Each
 failed check caps the score (``RULE_CAPS``); a candidate that passes all of them gets 5.
 Sub-scores are 1 (passed) or 0 (failed), and the detail names the filter's reason.
+
+The reference rater scores how close a candidate is to the item's reference reply (the
+source record's own answer) with chrF (Popovic 2015, character n-gram F-score; NLTK's
+``sentence_chrf``), binned by ``CHRF_BINS`` into 1-5, then capped by the rules: a reply
+that is empty, a refusal or repetitive keeps the rules' score when that is lower. An item
+without a reference is a failure, recorded in ``rating_failures``.
 
 The judge asks any OpenAI-compatible ``/v1/chat/completions`` endpoint to grade the reply
 and end with ``Score: N``. Requests run ``concurrency`` at a time, each with a timeout;
@@ -33,6 +41,11 @@ from ops.feedback.store import Candidate, FeedbackError, Item, Rating, Store
 
 # The highest score a candidate keeps when a check fails.
 RULE_CAPS = {"empty": 1, "refusal": 1, "repetition": 2, "language": 2, "length": 3}
+# chrF thresholds of scores 2, 3, 4, 5 (chrF >= CHRF_BINS[i] scores at least i + 2). They
+# double rather than step evenly because chrF is right-skewed: a small model's replies sit
+# mostly under 0.2, where even steps of 0.2 would give nearly every candidate 1 and few
+# pairs, while a correct paraphrase of a one-sentence reference already lands near 0.4.
+CHRF_BINS = (0.05, 0.1, 0.2, 0.4)
 RETRY_STATUS = {429, 500, 502, 503, 504}
 _SCORE_LINE = re.compile(r"^\W*score\W*[:=]\s*\**\s*(-?\d+(?:\.\d+)?)", re.I | re.M)
 
@@ -82,7 +95,9 @@ class RuleRater:
         self.repetition = RepetitionFilter(RepetitionConfig(min_words=config.repetition_min_words))
         self.language = LanguageFilter(LanguageConfig())
 
-    def __call__(self, conversation: list[dict[str, str]], reply: str) -> Verdict:
+    def __call__(
+        self, conversation: list[dict[str, str]], reply: str, reference: str = ""
+    ) -> Verdict:
         from pipeline.schema import make_record, message, rows_to_table
 
         turns = [message(t["role"], t["content"]) for t in conversation if t["role"] != "system"]
@@ -126,6 +141,34 @@ class RuleRater:
         return ""
 
 
+def chrf_score(chrf: float) -> int:
+    """1 plus the number of ``CHRF_BINS`` thresholds the chrF reaches."""
+    return 1 + sum(chrf >= threshold for threshold in CHRF_BINS)
+
+
+class ReferenceRater:
+    """chrF against the reference reply, binned (``CHRF_BINS``), capped by the rules."""
+
+    name = "reference"
+    kind = "reference"
+
+    def __init__(self, rules: RulesConfig) -> None:
+        self.rules = RuleRater(rules)
+
+    def __call__(
+        self, conversation: list[dict[str, str]], reply: str, reference: str = ""
+    ) -> Verdict:
+        from nltk.translate.chrf_score import sentence_chrf
+
+        if not reference.strip():
+            raise RaterFailure("the item has no reference reply to compare with")
+        checks = self.rules(conversation, reply)
+        chrf = sentence_chrf(reference, reply) if reply.strip() else 0.0
+        score = min(chrf_score(chrf), checks.score)
+        sub_scores = {"chrf": round(chrf, 4), **checks.detail["sub_scores"]}
+        return Verdict(score, {"sub_scores": sub_scores, "reasons": checks.detail["reasons"]})
+
+
 JUDGE_SYSTEM = (
     "You grade an assistant's reply to a user's prompt for helpfulness, correctness and "
     "clarity. Explain briefly, then end with one line: 'Score: N', where N is an integer "
@@ -161,7 +204,9 @@ class JudgeRater:
         if key:
             self.headers["Authorization"] = f"Bearer {key}"
 
-    def __call__(self, conversation: list[dict[str, str]], reply: str) -> Verdict:
+    def __call__(
+        self, conversation: list[dict[str, str]], reply: str, reference: str = ""
+    ) -> Verdict:
         shown = "\n\n".join(f"[{t['role']}]\n{t['content']}" for t in conversation)
         body = {
             "model": self.config.model,
@@ -206,13 +251,16 @@ class RateSummary:
 
 
 def candidates_to_rate(store: Store, annotator: str, redo: bool) -> list[tuple[Any, ...]]:
-    """(item id, position, conversation, text) of every candidate this rater has not scored."""
+    """(item id, position, conversation, text, reference) of every candidate this rater has
+    not scored."""
     from sqlalchemy import select
 
     from ops.feedback.store import Annotator
 
     with store.read() as session:
-        query = select(Candidate.item_id, Candidate.position, Item.conversation, Candidate.text)
+        query = select(
+            Candidate.item_id, Candidate.position, Item.conversation, Candidate.text, Item.reference
+        )
         rows = session.execute(query.join(Item).order_by(Item.id, Candidate.position)).all()
         done = set()
         if not redo:
@@ -226,15 +274,15 @@ def rate(store: Store, rater: Callable, concurrency: int = 1, redo: bool = False
     todo = candidates_to_rate(store, rater.name, redo)
 
     def one(row: tuple[Any, ...]) -> tuple[tuple[Any, ...], Verdict | str]:
-        _, _, conversation, text = row
+        _, _, conversation, text, reference = row
         try:
-            return row, rater(json.loads(conversation), text)
+            return row, rater(json.loads(conversation), text, reference)
         except RaterFailure as failure:
             return row, str(failure)
 
     summary = RateSummary()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for (item, position, _, _), outcome in pool.map(one, todo):
+        for (item, position, *_), outcome in pool.map(one, todo):
             if isinstance(outcome, Verdict):
                 record_automatic(
                     store, rater.name, rater.kind, item, position, outcome.score, outcome.detail
@@ -249,8 +297,10 @@ def rate(store: Store, rater: Callable, concurrency: int = 1, redo: bool = False
 def make_rater(kind: str, judge: JudgeConfig | None, rules: RulesConfig | None = None) -> Any:
     if kind == "rules":
         return RuleRater(rules or RulesConfig())
+    if kind == "reference":
+        return ReferenceRater(rules or RulesConfig())
     if kind == "judge":
         if judge is None:
             raise FeedbackError("--rater judge needs --judge-url and --judge-model")
         return JudgeRater(judge)
-    raise FeedbackError(f"--rater {kind!r}: choose rules or judge")
+    raise FeedbackError(f"--rater {kind!r}: choose rules, reference or judge")

@@ -1,4 +1,5 @@
-"""Rule checks, the judge's score parsing, and the judge against a real loopback server."""
+"""Rule checks, closeness to a reference, the judge's score parsing, and the judge against a
+real loopback server."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from ops.feedback.raters import (
     JudgeConfig,
     JudgeRater,
     RaterFailure,
+    ReferenceRater,
     RuleRater,
     RulesConfig,
+    chrf_score,
     completions_url,
     parse_judge_score,
     rate,
@@ -162,3 +165,46 @@ def test_rules_rate_every_candidate_once(store):
     assert rate(store, RuleRater(RulesConfig())).rated == 0
     by_text = {r["score"] for r in ratings(store)}
     assert 1 in by_text and 5 in by_text
+
+
+@pytest.fixture(scope="module")
+def by_reference() -> ReferenceRater:
+    return ReferenceRater(RulesConfig())
+
+
+LIMA = "The capital of Peru is Lima, a large city on the Pacific coast."
+
+
+def test_the_reference_itself_scores_five_and_an_unrelated_reply_low(by_reference):
+    same = by_reference(QUESTION, LIMA, LIMA)
+    assert same.score == 5 and same.detail["sub_scores"]["chrf"] == pytest.approx(1.0)
+    close = by_reference(QUESTION, "Lima is the capital of Peru, on the coast.", LIMA)
+    unrelated = by_reference(QUESTION, "Bake the bread for forty minutes at 200 C.", LIMA)
+    assert unrelated.score <= 2 < close.score
+    assert unrelated.detail["sub_scores"]["chrf"] < close.detail["sub_scores"]["chrf"]
+    assert unrelated.detail["sub_scores"]["refusal"] == 1  # the rules' checks ride along
+
+
+@pytest.mark.parametrize(
+    "chrf, score", [(0.0, 1), (0.049, 1), (0.05, 2), (0.15, 3), (0.2, 4), (0.39, 4), (1.0, 5)]
+)
+def test_chrf_bins(chrf, score):
+    assert chrf_score(chrf) == score
+
+
+def test_a_failed_rule_caps_a_close_reply(by_reference):
+    refusal = "I'm sorry, but I cannot help with that request."
+    verdict = by_reference(QUESTION, refusal, refusal)  # identical, yet a refusal
+    assert verdict.detail["sub_scores"]["chrf"] == pytest.approx(1.0)
+    assert verdict.score == 1 and "refusal" in verdict.detail["reasons"]
+    empty = by_reference(QUESTION, "  ", LIMA)
+    assert empty.score == 1 and empty.detail["sub_scores"]["chrf"] == 0.0
+
+
+def test_an_item_without_a_reference_is_a_recorded_failure(store, by_reference):
+    with pytest.raises(RaterFailure, match="no reference"):
+        by_reference(QUESTION, LIMA, "")
+    summary = rate(store, by_reference)  # the fixture's items carry no reference
+    assert (summary.rated, summary.failed) == (0, 7)
+    assert ratings(store) == []
+    assert {f["annotator"] for f in failures(store)} == {"reference"}
