@@ -4,7 +4,7 @@
 
 ``train.dpo_launch`` checks the recipe (the SFT recipe's keys plus ``preference``), turns the
 data engine's preference records into pair rows in Ray Data (``train.dpo_rows``), computes
-the reference model's log-probabilities once in a second Ray Data pass and stores them with
+the reference model's log-probabilities once, in the same Ray Data pass, and stores them with
 the rows (``preference.reference: precomputed``, the default), and starts ``TorchTrainer``
 with ``train_loop`` below. Each worker, reusing SFT's parts (``train.sft``):
 

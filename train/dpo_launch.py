@@ -1,7 +1,7 @@
 """DPO's part of launching a run: SFT's checks (``train.sft_launch.prepare``: paths, model,
 tokenizer, chat template, LoRA, output directory), then the checks only preference data
-needs, on the plumbing every method shares (``train.launch``): pair rows in Ray Data, the
-reference log-probabilities in a second Ray Data pass, the step plan, the TorchTrainer fit.
+needs, on the plumbing every method shares (``train.launch``): pair rows and the reference's
+log-probabilities in one Ray Data pass, the step plan, the TorchTrainer fit.
 ``ops.trainrun`` loads the recipe file, connects to Ray and calls ``prepare_dpo`` and
 ``launch_dpo``.
 """
@@ -17,7 +17,7 @@ from pipeline.config import Problem, RecipeError
 from pipeline.read import open_filesystem
 from train.config import DPORecipe
 from train.dpo import train_loop
-from train.dpo_rows import PAIR_RECORD_COLUMNS, PairRows, ReferenceLogps, pair_rows
+from train.dpo_rows import PAIR_RECORD_COLUMNS, PairRows, pair_rows
 from train.launch import (
     DATA_STATS,
     RAY_TRAIN_DIR,
@@ -26,7 +26,6 @@ from train.launch import (
     check_cluster,
     fit,
     plan_steps,
-    ray_cpus,
     sample_prompts,
     summarize,
     tokenized,
@@ -107,21 +106,22 @@ def launch_dpo(prepared: Prepared, *, fault: dict[str, int] | None = None) -> di
     from ray.data import DataContext
 
     DataContext.get_current().execution_options.preserve_order = True
+    precompute = recipe.preference.reference_mode == "precomputed"
+    started_rows = time.perf_counter()
     train_rows, validation_rows, stats = tokenized(
-        split_directories(prepared), PairRows, pair_options(prepared), columns=PAIR_RECORD_COLUMNS
+        split_directories(prepared),
+        PairRows,
+        pair_options(prepared, with_reference=precompute),
+        columns=PAIR_RECORD_COLUMNS,
+        num_gpus=1 if precompute and recipe.scaling.use_gpu else 0,
     )
+    stats["rows_seconds"] = round(time.perf_counter() - started_rows, 2)
     if stats["train"]["rows"] == 0:
         raise TrainError(
             f"{prepared.train_dir}: no record gives a training row for loss "
             f"{recipe.preference.loss} (pairs with two non-empty replies, or binary feedback "
             "for kto)"
         )
-    if recipe.preference.reference_mode == "precomputed":
-        reference_started = time.perf_counter()
-        train_rows = with_reference(train_rows, prepared)
-        if validation_rows is not None:
-            validation_rows = with_reference(validation_rows, prepared)
-        stats["reference_seconds"] = round(time.perf_counter() - reference_started, 2)
     write_text(recipe.output.path, DATA_STATS, json.dumps(stats, indent=2) + "\n")
     global_batch, steps_per_epoch, total_steps = plan_steps(recipe, stats["train"]["rows"])
     plan = TrainPlan(
@@ -148,10 +148,13 @@ def launch_dpo(prepared: Prepared, *, fault: dict[str, int] | None = None) -> di
     return summary
 
 
-def pair_options(prepared: Prepared) -> dict[str, Any]:
-    """``PairRows``' arguments, plain data for the Ray Data actors."""
+def pair_options(prepared: Prepared, with_reference: bool) -> dict[str, Any]:
+    """``PairRows``' arguments, plain data for the Ray Data actors; with the reference's
+    (``ReferenceLogps``') when its log-probabilities are stored with the rows, so the one
+    pass that tokenises also scores, each actor holding the reference once (one GPU each
+    when the run uses GPUs)."""
     recipe: DPORecipe = prepared.recipe
-    return {
+    options: dict[str, Any] = {
         "tokenizer_path": prepared.tokenizer_path,
         "prompt_format": recipe.prompt.format,
         "max_length": recipe.prompt.max_length,
@@ -159,33 +162,17 @@ def pair_options(prepared: Prepared) -> dict[str, Any]:
         "need_both": recipe.preference.loss != "kto",
         "trust_remote_code": recipe.model.trust_remote_code,
     }
-
-
-def with_reference(rows: Any, prepared: Prepared) -> Any:
-    """``rows`` with the reference model's log-probabilities of both replies, computed by a
-    pool of actors that each hold the reference once (one GPU each when the run uses GPUs),
-    materialised so training reads them without a model."""
-    import ray.data
-
-    recipe: DPORecipe = prepared.recipe
-    use_gpu = recipe.scaling.use_gpu
-    workers = recipe.scaling.num_workers if use_gpu else max(1, int(ray_cpus()))
-    return rows.map_batches(
-        ReferenceLogps,
-        fn_constructor_kwargs={
+    if with_reference:
+        options["reference"] = {
             "model_path": recipe.preference.reference_model or prepared.model_path,
             "kind": prepared.kind,
             "pad_id": prepared.pad_id,
             "batch_size": recipe.training.micro_batch_size,
             "trust_remote_code": recipe.model.trust_remote_code,
             "attn_implementation": recipe.model.attn_implementation,
-            "use_gpu": use_gpu,
-        },
-        batch_size=None,
-        batch_format="pyarrow",
-        num_gpus=1 if use_gpu else 0,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
-    ).materialize()
+            "use_gpu": recipe.scaling.use_gpu,
+        }
+    return options
 
 
 def print_plan(recipe: DPORecipe, prepared: Prepared, plan: TrainPlan, stats: dict) -> None:
@@ -205,8 +192,14 @@ def print_plan(recipe: DPORecipe, prepared: Prepared, plan: TrainPlan, stats: di
         lines.append(f"validation: {validation['records_in']} records -> {validation['rows']} rows")
     else:
         lines.append("validation: none (checkpoints are ranked by training loss)")
-    if "reference_seconds" in stats:
-        lines.append(f"reference log-probabilities: {stats['reference_seconds']} s in Ray Data")
+    lines.append(
+        f"pair rows in Ray Data: {stats['rows_seconds']} s"
+        + (
+            ", with the reference's log-probabilities"
+            if preference.reference_mode == "precomputed"
+            else ""
+        )
+    )
     lines.append(
         f"{plan.total_steps} steps of {plan.global_batch} rows ({plan.steps_per_epoch} per epoch) "
         f"on {recipe.scaling.num_workers} worker(s), {recipe.training.strategy}; "

@@ -142,7 +142,8 @@ def pair_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 class PairRows:
     """Ray Data ``map_batches`` callable: a block of preference records -> pair rows, each
-    shard's records apart and tagged with their ``path`` (as ``train.sft_rows.TokenizeRows``)."""
+    shard's records apart and tagged with their ``path`` (as ``train.sft_rows.TokenizeRows``),
+    with the reference's log-probabilities when ``reference`` is given."""
 
     def __init__(
         self,
@@ -152,9 +153,13 @@ class PairRows:
         kind: str,
         need_both: bool,
         trust_remote_code: bool = False,
+        reference: dict[str, Any] | None = None,
     ) -> None:
         self.tokenizer = load_tokenizer(tokenizer_path, trust_remote_code)
         self.options = (prompt_format, max_length, kind, need_both)
+        # ReferenceLogps' arguments: the reference scores the rows in the same pass, so the
+        # data is read, tokenised and scored by one pool of actors.
+        self.reference = ReferenceLogps(**reference) if reference else None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         paths = batch.column("path").to_pylist()
@@ -164,6 +169,8 @@ class PairRows:
             rows = pair_rows(
                 mine.select(PAIR_RECORD_COLUMNS).to_pylist(), self.tokenizer, *self.options
             )
+            if self.reference is not None:
+                rows = self.reference(rows)
             tables.append(rows.append_column("path", pa.array([path] * rows.num_rows, pa.string())))
         return pa.concat_tables(tables)
 
@@ -249,7 +256,7 @@ class ReferenceLogps:
     def __call__(self, batch: pa.Table) -> pa.Table:
         import torch
 
-        columns = {name: batch.column(f"{name}").to_pylist() for name in pair_token_columns()}
+        columns = {name: batch.column(name).to_pylist() for name in pair_token_columns()}
         chosen, rejected = [], []
         with torch.no_grad():
             for start in range(0, batch.num_rows, self.batch_size):

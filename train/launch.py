@@ -132,6 +132,7 @@ def tokenized(
     rows: type,
     options: dict[str, Any],
     columns: list[str] | None = None,
+    num_gpus: float = 0,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """(train rows, validation rows or None, data stats): the splits in ``directories``
     (``train`` and maybe ``validation``) tokenised (and packed) by Ray Data actors of the
@@ -150,7 +151,8 @@ def tokenized(
         fn_constructor_kwargs=options,
         batch_size=None,  # one block at a time: blocks follow the files, so packing is stable
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(ray_cpus()))),
+        num_gpus=num_gpus,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actor_pool_size(num_gpus)),
     ).materialize()
     prefixes = [directory.split("://")[-1].rstrip("/") + "/" for directory in directories.values()]
     filed = [
@@ -176,6 +178,13 @@ def tokenized(
         for index in range(len(prefixes))
     ]
     return splits[0], (splits[1] if len(splits) > 1 else None), stats
+
+
+def actor_pool_size(num_gpus: float) -> int:
+    """One actor per CPU, or per GPU when each takes one."""
+    if num_gpus:
+        return max(1, int(ray.cluster_resources().get("GPU", 1) // num_gpus))
+    return max(1, int(ray_cpus()))
 
 
 def ray_cpus() -> float:

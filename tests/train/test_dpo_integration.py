@@ -110,7 +110,7 @@ def test_reward_accuracy_on_held_out_pairs_rises_above_chance(uninterrupted):
 
     stats = uninterrupted["data"]
     assert stats["train"]["records_in"] == 96 and stats["train"]["rows"] == 96
-    assert stats["reference_seconds"] > 0
+    assert stats["rows_seconds"] > 0
 
 
 def test_a_killed_worker_restarts_and_an_in_process_reference_gives_the_same_losses(
@@ -128,7 +128,6 @@ def test_a_killed_worker_restarts_and_an_in_process_reference_gives_the_same_los
         scaling={"max_failures": 1},
     )
     summary = run_dpo(recipe, fault={"crash_at_step": 6, "crash_rank": 1})
-    assert "reference_seconds" not in summary["data"]  # no Ray Data reference pass
     lines = (Path(summary["logs"]) / "metrics.jsonl").read_text()
     assert lines.count('"step": 6,') == 2  # step 6 was logged, lost, and trained again
     stored, in_process = train_losses(uninterrupted), train_losses(summary)
