@@ -26,6 +26,18 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/instructflow train sft examples/quickstart/sft.yaml --overwrite
 	HF_HUB_OFFLINE=1 $(BIN)/instructflow generate out/quickstart-sft --max-new-tokens 32 \
 		--prompt "Give me three tips for writing clear documentation."
+	# The feedback loop: the SFT model answers the quickstart's prompts (4 seeded candidates
+	# each), an automatic rater scores them against the records' own replies, the scores
+	# become preference pairs, the pairs go back through the engine, and DPO trains on them.
+	rm -rf out/feedback
+	HF_HUB_OFFLINE=1 $(BIN)/instructflow feedback generate out/quickstart-sft \
+		--input out/quickstart/data --output out/feedback/samples --samples 4 \
+		--max-new-tokens 48 --no-progress
+	$(BIN)/instructflow feedback import out/feedback/samples --db out/feedback/feedback.db
+	$(BIN)/instructflow feedback rate --db out/feedback/feedback.db --rater reference
+	$(BIN)/instructflow feedback export --db out/feedback/feedback.db out/feedback/export --margin 1
+	$(BIN)/instructflow data run examples/feedback/recipe.yaml --overwrite --no-progress
+	HF_HUB_OFFLINE=1 $(BIN)/instructflow train dpo examples/feedback/dpo.yaml --overwrite
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
