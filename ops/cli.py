@@ -6,7 +6,8 @@ import argparse
 import json
 import posixpath
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pipeline.config import RecipeError
 
@@ -153,6 +154,26 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_training_command(
+    train: Any, name: str, help_text: str, handler: Callable[[argparse.Namespace], int]
+) -> None:
+    """``train <name> RECIPE``: every training method takes the same flags."""
+    command = train.add_parser(name, help=help_text)
+    command.add_argument("recipe")
+    command.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
+    command.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    again = command.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in output.path from its last checkpoint",
+    )
+    again.add_argument(
+        "--overwrite", action="store_true", help="delete the run in output.path and start again"
+    )
+    command.set_defaults(handler=handler)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="instructflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -193,37 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="training recipes").add_subparsers(
         dest="action", required=True
     )
-    sft = train.add_parser("sft", help="supervised fine-tuning on Ray Train")
-    sft.add_argument("recipe")
-    sft.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
-    sft.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
-    resume = sft.add_mutually_exclusive_group()
-    resume.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in output.path from its last checkpoint",
+    add_training_command(train, "sft", "supervised fine-tuning on Ray Train", _train_sft)
+    add_training_command(
+        train,
+        "dpo",
+        "preference optimisation (DPO, IPO, cDPO, SimPO, ORPO, KTO) on Ray Train",
+        _train_dpo,
     )
-    resume.add_argument(
-        "--overwrite", action="store_true", help="delete the run in output.path and start again"
-    )
-    sft.set_defaults(handler=_train_sft)
-
-    dpo = train.add_parser(
-        "dpo", help="preference optimisation (DPO, IPO, cDPO, SimPO, ORPO, KTO) on Ray Train"
-    )
-    dpo.add_argument("recipe")
-    dpo.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
-    dpo.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
-    dpo_again = dpo.add_mutually_exclusive_group()
-    dpo_again.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in output.path from its last checkpoint",
-    )
-    dpo_again.add_argument(
-        "--overwrite", action="store_true", help="delete the run in output.path and start again"
-    )
-    dpo.set_defaults(handler=_train_dpo)
 
     tiny = train.add_parser(
         "tiny-model", help="a model built from a config, with a tokenizer trained on a run's shards"

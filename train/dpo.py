@@ -51,23 +51,16 @@ from train.preference_loss import (
     simpo_loss,
 )
 from train.sft import (
-    NonFiniteLoss,
-    Progress,
     TrainLog,
     TrainPlan,
     ValidationRows,
-    build_optimizer,
-    build_scheduler,
+    clip_and_step,
     global_batches,
-    latest_committed,
-    load_model,
     maybe_fault,
     no_sync,
-    restore_training_state,
     sample_generations,
     save_and_report,
-    wants_bf16,
-    wrap_model,
+    start_worker,
 )
 from train.sft_rows import load_tokenizer
 
@@ -96,27 +89,13 @@ def train_loop(config: dict[str, Any]) -> None:
     recipe = DPORecipe.model_validate(config["recipe"])
     plan = TrainPlan(**config["plan"])
     preference = recipe.preference
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()
+    # SFT's start: rank, device, model (DDP/FSDP, LoRA), optimizer, schedule, checkpoint.
+    worker = start_worker(recipe, plan)
+    rank, world, device, autocast = worker.rank, worker.world, worker.device, worker.autocast
+    model, unwrapped = worker.model, worker.unwrapped
+    optimizer, scheduler = worker.optimizer, worker.scheduler
+    progress, resumed_from = worker.progress, worker.resumed_from
     training = recipe.training
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
-        if wants_bf16(training.precision, device)
-        else nullcontext()
-    )
-
-    checkpoint = latest_committed(plan.checkpoint_root)
-    progress = Progress()
-    resumed_from = None
-    with checkpoint.as_directory() if checkpoint else nullcontext() as checkpoint_dir:
-        model = load_model(recipe, plan, checkpoint_dir, device)
-        model, unwrapped = wrap_model(model, recipe, device)
-        optimizer = build_optimizer(model, recipe, device)
-        scheduler = build_scheduler(optimizer, recipe, plan.total_steps)
-        if checkpoint_dir:
-            progress = restore_training_state(checkpoint_dir, model, optimizer, scheduler)
-            resumed_from = progress.step
     reference = None
     if preference.reference_mode == "in_process":
         reference = load_reference(
@@ -168,16 +147,9 @@ def train_loop(config: dict[str, Any]) -> None:
                     loss = loss * float("nan")
             loss.backward()  # outside autocast, as torch advises
             totals.add(losses, rewards, logps, tokens, ref)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), training.max_grad_norm)
-        if not torch.isfinite(grad_norm):
-            raise NonFiniteLoss(
-                f"step {step + 1}: the gradient norm is {float(grad_norm)} (learning rate "
-                f"{scheduler.get_last_lr()[0]:.3g}); stopping. Lower training.learning_rate or "
-                "preference.beta, or check the data; the last good checkpoint is kept"
-            )
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = clip_and_step(
+            worker, training.max_grad_norm, step, f"loss {totals.mean_loss(world):.4g}"
+        )
         progress.step = step + 1
         batch_tokens = int(global_rows["tokens"].sum())
         progress.tokens_seen += batch_tokens
@@ -320,6 +292,10 @@ class PreferenceTotals:
             tokens[present].sum(),
         ]
         self.sums += torch.stack([torch.as_tensor(v).double().to(self.sums.device) for v in values])
+
+    def mean_loss(self, world: int) -> float:
+        """This rank's mean example loss (for an error message: no collective)."""
+        return float(self.sums[0] / self.sums[1].clamp(min=1))
 
     def reduced(self, world: int, preference: PreferenceConfig) -> dict[str, float]:
         import torch.distributed as dist

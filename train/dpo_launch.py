@@ -9,7 +9,6 @@ log-probabilities in one Ray Data pass, the step plan, the TorchTrainer fit.
 from __future__ import annotations
 
 import json
-import posixpath
 import time
 from typing import Any
 
@@ -19,20 +18,22 @@ from train.config import DPORecipe
 from train.dpo import train_loop
 from train.dpo_rows import PAIR_RECORD_COLUMNS, PairRows, pair_rows
 from train.launch import (
-    DATA_STATS,
-    RAY_TRAIN_DIR,
     SUMMARY,
     TrainError,
     check_cluster,
     fit,
-    plan_steps,
-    sample_prompts,
     summarize,
     tokenized,
     write_text,
 )
 from train.sft import TrainPlan
-from train.sft_launch import SAMPLE_RECORDS, Prepared, prepare, split_directories
+from train.sft_launch import (
+    SAMPLE_RECORDS,
+    Prepared,
+    prepare,
+    split_directories,
+    training_plan,
+)
 from train.sft_rows import load_tokenizer
 
 
@@ -122,25 +123,7 @@ def launch_dpo(prepared: Prepared, *, fault: dict[str, int] | None = None) -> di
             f"{recipe.preference.loss} (pairs with two non-empty replies, or binary feedback "
             "for kto)"
         )
-    write_text(recipe.output.path, DATA_STATS, json.dumps(stats, indent=2) + "\n")
-    global_batch, steps_per_epoch, total_steps = plan_steps(recipe, stats["train"]["rows"])
-    plan = TrainPlan(
-        kind=prepared.kind,
-        packing=False,
-        pad_id=prepared.pad_id,
-        model_path=prepared.model_path,
-        tokenizer_path=prepared.tokenizer_path,
-        train_rows=stats["train"]["rows"],
-        validation_rows=stats.get("validation", {}).get("rows", 0),
-        global_batch=global_batch,
-        steps_per_epoch=steps_per_epoch,
-        total_steps=total_steps,
-        log_dir=prepared.log_dir,
-        checkpoint_root=posixpath.join(recipe.output.path, RAY_TRAIN_DIR),
-        sample_prompts=sample_prompts(prepared.validation_dir, recipe.eval.samples),
-        fault=fault or {},
-        method="dpo",
-    )
+    plan = training_plan(prepared, stats, fault, method="dpo")
     print_plan(recipe, prepared, plan, stats)
     result = fit(train_loop, recipe, plan, train_rows, validation_rows)
     summary = summarize(recipe, plan, result, stats, time.perf_counter() - started)

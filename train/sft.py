@@ -93,27 +93,12 @@ def train_loop(config: dict[str, Any]) -> None:
 
     recipe = SFTRecipe.model_validate(config["recipe"])
     plan = TrainPlan(**config["plan"])
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()
+    worker = start_worker(recipe, plan)
+    rank, world, device, autocast = worker.rank, worker.world, worker.device, worker.autocast
+    model, unwrapped = worker.model, worker.unwrapped
+    optimizer, scheduler = worker.optimizer, worker.scheduler
+    progress, resumed_from = worker.progress, worker.resumed_from
     training = recipe.training
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
-        if wants_bf16(training.precision, device)
-        else nullcontext()
-    )
-
-    checkpoint = latest_committed(plan.checkpoint_root)
-    progress = Progress()
-    resumed_from = None
-    with checkpoint.as_directory() if checkpoint else nullcontext() as checkpoint_dir:
-        model = load_model(recipe, plan, checkpoint_dir, device)
-        model, unwrapped = wrap_model(model, recipe, device)
-        optimizer = build_optimizer(model, recipe, device)
-        scheduler = build_scheduler(optimizer, recipe, plan.total_steps)
-        if checkpoint_dir:
-            progress = restore_training_state(checkpoint_dir, model, optimizer, scheduler)
-            resumed_from = progress.step
     tokenizer = load_tokenizer(plan.tokenizer_path, recipe.model.trust_remote_code)
     log = TrainLog(plan.log_dir, rank, resumed_from, plan.total_steps)
     validation_shard = ray.train.get_dataset_shard("validation") if plan.validation_rows else None
@@ -168,17 +153,9 @@ def train_loop(config: dict[str, Any]) -> None:
             # whether this backward all-reduces.
             loss.backward()
             loss_sum += loss.detach()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), training.max_grad_norm)
-        if not torch.isfinite(grad_norm):
-            raise NonFiniteLoss(
-                f"step {step + 1}: the gradient norm is {float(grad_norm)} (loss "
-                f"{float(loss_sum) / world:.4g}, learning rate {scheduler.get_last_lr()[0]:.3g}); "
-                "stopping. Lower training.learning_rate or check the data; the last good "
-                "checkpoint is kept"
-            )
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = clip_and_step(
+            worker, training.max_grad_norm, step, f"loss {float(loss_sum) / world:.4g}"
+        )
         progress.step = step + 1
         batch_tokens = int(global_rows["tokens"].sum())
         progress.tokens_seen += batch_tokens
@@ -240,6 +217,78 @@ def train_loop(config: dict[str, Any]) -> None:
             )
             window_start = time.perf_counter()
     log.close()
+
+
+@dataclass
+class Worker:
+    """What every method's loop starts from on each Ray Train worker (``start_worker``)."""
+
+    rank: int
+    world: int
+    device: Any
+    autocast: Any  # bf16 autocast, or a null context
+    model: Any  # to train: wrapped in DDP or sharded by FSDP
+    unwrapped: Any  # underneath, for saving and generation
+    optimizer: Any
+    scheduler: Any
+    progress: Progress
+    resumed_from: int | None  # the checkpoint's step when resuming, else None
+
+
+def start_worker(recipe: SFTRecipe, plan: TrainPlan) -> Worker:
+    """This worker's rank and device, and the model, optimizer and schedule: fresh, or as
+    the newest committed checkpoint left them (Ray Train's restart or ``--resume``)."""
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    context = ray.train.get_context()
+    device = ray.train.torch.get_device()
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if wants_bf16(recipe.training.precision, device)
+        else nullcontext()
+    )
+    checkpoint = latest_committed(plan.checkpoint_root)
+    progress, resumed_from = Progress(), None
+    with checkpoint.as_directory() if checkpoint else nullcontext() as checkpoint_dir:
+        model = load_model(recipe, plan, checkpoint_dir, device)
+        model, unwrapped = wrap_model(model, recipe, device)
+        optimizer = build_optimizer(model, recipe, device)
+        scheduler = build_scheduler(optimizer, recipe, plan.total_steps)
+        if checkpoint_dir:
+            progress = restore_training_state(checkpoint_dir, model, optimizer, scheduler)
+            resumed_from = progress.step
+    return Worker(
+        context.get_world_rank(),
+        context.get_world_size(),
+        device,
+        autocast,
+        model,
+        unwrapped,
+        optimizer,
+        scheduler,
+        progress,
+        resumed_from,
+    )
+
+
+def clip_and_step(worker: Worker, max_grad_norm: float, step: int, detail: str) -> Any:
+    """Clip the gradients, stop on a non-finite norm (naming the step and ``detail``), then
+    step the optimizer and the schedule. Returns the norm before clipping."""
+    import torch
+
+    grad_norm = torch.nn.utils.clip_grad_norm_(worker.model.parameters(), max_grad_norm)
+    if not torch.isfinite(grad_norm):
+        raise NonFiniteLoss(
+            f"step {step + 1}: the gradient norm is {float(grad_norm)} ({detail}, learning "
+            f"rate {worker.scheduler.get_last_lr()[0]:.3g}); stopping. Lower "
+            "training.learning_rate or check the data; the last good checkpoint is kept"
+        )
+    worker.optimizer.step()
+    worker.scheduler.step()
+    worker.optimizer.zero_grad(set_to_none=True)
+    return grad_norm
 
 
 def wants_bf16(precision: str, device: Any) -> bool:

@@ -251,24 +251,7 @@ def launch_sft(prepared: Prepared, *, fault: dict[str, int] | None = None) -> di
             f"{prepared.train_dir}: no response token is supervised in any record (every label "
             "is -100); check the records' assistant replies and prompt.max_length"
         )
-    write_text(recipe.output.path, DATA_STATS, json.dumps(stats, indent=2) + "\n")
-    global_batch, steps_per_epoch, total_steps = plan_steps(recipe, stats["train"]["rows"])
-    plan = TrainPlan(
-        kind=prepared.kind,
-        packing=prepared.packing,
-        pad_id=prepared.pad_id,
-        model_path=prepared.model_path,
-        tokenizer_path=prepared.tokenizer_path,
-        train_rows=stats["train"]["rows"],
-        validation_rows=stats.get("validation", {}).get("rows", 0),
-        global_batch=global_batch,
-        steps_per_epoch=steps_per_epoch,
-        total_steps=total_steps,
-        log_dir=prepared.log_dir,
-        checkpoint_root=posixpath.join(recipe.output.path, RAY_TRAIN_DIR),
-        sample_prompts=sample_prompts(prepared.validation_dir, recipe.eval.samples),
-        fault=fault or {},
-    )
+    plan = training_plan(prepared, stats, fault, method="sft")
     print_plan(recipe, prepared, plan, stats)
     result = fit(train_loop, recipe, plan, train_rows, validation_rows)
     summary = summarize(recipe, plan, result, stats, time.perf_counter() - started)
@@ -286,6 +269,33 @@ def undesirable_records(directory: str) -> int | None:
     if "feedback" not in dataset.schema.names:
         return None
     return dataset.count_rows(filter=ds.field("feedback") == False)  # noqa: E712
+
+
+def training_plan(
+    prepared: Prepared, stats: dict[str, Any], fault: dict[str, int] | None, method: str
+) -> TrainPlan:
+    """The plan every method's workers start from, once the rows are counted; writes the
+    data statistics beside the run."""
+    recipe = prepared.recipe
+    write_text(recipe.output.path, DATA_STATS, json.dumps(stats, indent=2) + "\n")
+    global_batch, steps_per_epoch, total_steps = plan_steps(recipe, stats["train"]["rows"])
+    return TrainPlan(
+        kind=prepared.kind,
+        packing=prepared.packing,
+        pad_id=prepared.pad_id,
+        model_path=prepared.model_path,
+        tokenizer_path=prepared.tokenizer_path,
+        train_rows=stats["train"]["rows"],
+        validation_rows=stats.get("validation", {}).get("rows", 0),
+        global_batch=global_batch,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        log_dir=prepared.log_dir,
+        checkpoint_root=posixpath.join(recipe.output.path, RAY_TRAIN_DIR),
+        sample_prompts=sample_prompts(prepared.validation_dir, recipe.eval.samples),
+        fault=fault or {},
+        method=method,
+    )
 
 
 def split_directories(prepared: Prepared) -> dict[str, str]:
