@@ -144,6 +144,37 @@ def _bench_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_dpo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.dpo import DPOBenchSettings, bench_dpo, check_settings
+
+    settings = DPOBenchSettings(
+        workdir=Path(args.workdir),
+        records=args.records,
+        size=args.size,
+        max_length=args.max_length,
+        micro_batch_size=args.micro_batch_size,
+        steps=args.steps,
+        log_every_steps=args.log_every_steps,
+        warmup_steps=args.warmup_steps,
+        loss=args.loss,
+        beta=args.beta,
+        cpus=args.cpus,
+        ray=args.ray,
+        memory_steps=args.memory_steps,
+        device=args.device,
+        seed=args.seed,
+    )
+    try:
+        check_settings(settings)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bench_dpo(settings, json_out=args.json_out)
+    return 0
+
+
 def add_bench_commands(commands: Any) -> None:
     """The ``bench`` command and its subcommands, on ``commands`` (the CLI's subparsers)."""
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(
@@ -298,3 +329,36 @@ def add_bench_commands(commands: Any) -> None:
     sft_bench.add_argument("--seed", type=int, default=0)
     sft_bench.add_argument("--json-out", help="also write the results here as JSON")
     sft_bench.set_defaults(handler=_bench_sft)
+
+    dpo_bench = bench.add_parser(
+        "dpo",
+        help="DPO tokens/s: plain PyTorch loop vs Ray Train, stored vs in-process reference",
+    )
+    dpo_bench.add_argument("--records", type=int, default=2_000, help="mixed-length pairs")
+    dpo_bench.add_argument("--size", choices=["tiny", "small", "0.5b"], default="small")
+    dpo_bench.add_argument("--max-length", type=int, default=512)
+    dpo_bench.add_argument("--micro-batch-size", type=int, default=4, help="pairs")
+    dpo_bench.add_argument("--steps", type=int, default=120, help="per loop, warm-up included")
+    dpo_bench.add_argument("--log-every-steps", type=int, default=10, help="the tokens/s window")
+    dpo_bench.add_argument("--warmup-steps", type=int, default=20, help="not timed, every side")
+    dpo_bench.add_argument("--loss", choices=["sigmoid", "ipo", "kto"], default="sigmoid")
+    dpo_bench.add_argument("--beta", type=float, default=0.1)
+    dpo_bench.add_argument(
+        "--memory-steps", type=int, default=10, help="steps of each peak-RSS subprocess"
+    )
+    dpo_bench.add_argument(
+        "--cpus", type=int, default=os.cpu_count() or 1, help="Ray worker CPUs = torch threads"
+    )
+    dpo_bench.add_argument(
+        "--ray",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run instructflow train dpo on Ray Train",
+    )
+    dpo_bench.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: add the GPU section"
+    )
+    dpo_bench.add_argument("--workdir", default=".bench/dpo")
+    dpo_bench.add_argument("--seed", type=int, default=0)
+    dpo_bench.add_argument("--json-out", help="also write the results here as JSON")
+    dpo_bench.set_defaults(handler=_bench_dpo)

@@ -211,11 +211,14 @@ def reply_text(rng: Any, length: int) -> str:
 
 
 def write_pipeline_output(root: Path, records: list[dict[str, Any]]) -> Path:
-    """``root/data/train/`` as ``instructflow data run`` with a split stage writes it."""
+    """``root/data/train/`` as ``instructflow data run`` with a split stage writes it, with
+    the ``manifest.json`` that marks a finished run (training refuses a run without one)."""
     shutil.rmtree(root, ignore_errors=True)
     directory = root / "data" / "train"
     directory.mkdir(parents=True)
     pq.write_table(rows_to_table(records), directory / SHARD)
+    shards = [{"fate": "output", "path": f"data/train/{SHARD}"}]
+    (root / "manifest.json").write_text(json.dumps({"shards": shards}))
     return root
 
 
