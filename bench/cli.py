@@ -175,6 +175,26 @@ def _bench_dpo(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_training_bench_flags(parser: argparse.ArgumentParser, method: str) -> None:
+    """The flags ``bench sft`` and ``bench dpo`` share: steps and their windows, the Ray
+    worker's CPUs, whether to run Ray Train, where to work, the seed and the JSON report."""
+    parser.add_argument("--steps", type=int, default=120, help="per loop, warm-up included")
+    parser.add_argument("--log-every-steps", type=int, default=10, help="the tokens/s window")
+    parser.add_argument("--warmup-steps", type=int, default=20, help="not timed, every side")
+    parser.add_argument(
+        "--cpus", type=int, default=os.cpu_count() or 1, help="Ray worker CPUs = torch threads"
+    )
+    parser.add_argument(
+        "--ray",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"also run instructflow train {method} on Ray Train",
+    )
+    parser.add_argument("--workdir", default=f".bench/{method}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json-out", help="also write the results here as JSON")
+
+
 def add_bench_commands(commands: Any) -> None:
     """The ``bench`` command and its subcommands, on ``commands`` (the CLI's subparsers)."""
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(
@@ -301,9 +321,6 @@ def add_bench_commands(commands: Any) -> None:
         default="instruction_output",
     )
     sft_bench.add_argument("--micro-batch-size", type=int, default=4)
-    sft_bench.add_argument("--steps", type=int, default=120, help="per loop, warm-up included")
-    sft_bench.add_argument("--log-every-steps", type=int, default=10, help="the tokens/s window")
-    sft_bench.add_argument("--warmup-steps", type=int, default=20, help="not timed, every side")
     sft_bench.add_argument("--learning-rate", type=float, default=1e-3)
     sft_bench.add_argument("--min-words", type=int, default=10, help="shortest reply")
     sft_bench.add_argument("--max-words", type=int, default=400, help="longest reply")
@@ -314,20 +331,9 @@ def add_bench_commands(commands: Any) -> None:
         "--peak-flops", type=float, default=989e12, help="for MFU (H100 bf16 dense: 989e12)"
     )
     sft_bench.add_argument(
-        "--cpus", type=int, default=os.cpu_count() or 1, help="Ray worker CPUs = torch threads"
-    )
-    sft_bench.add_argument(
-        "--ray",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also run instructflow train sft on Ray Train",
-    )
-    sft_bench.add_argument(
         "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: add the GPU MFU section"
     )
-    sft_bench.add_argument("--workdir", default=".bench/sft")
-    sft_bench.add_argument("--seed", type=int, default=0)
-    sft_bench.add_argument("--json-out", help="also write the results here as JSON")
+    add_training_bench_flags(sft_bench, "sft")
     sft_bench.set_defaults(handler=_bench_sft)
 
     dpo_bench = bench.add_parser(
@@ -338,27 +344,13 @@ def add_bench_commands(commands: Any) -> None:
     dpo_bench.add_argument("--size", choices=["tiny", "small", "0.5b"], default="small")
     dpo_bench.add_argument("--max-length", type=int, default=512)
     dpo_bench.add_argument("--micro-batch-size", type=int, default=4, help="pairs")
-    dpo_bench.add_argument("--steps", type=int, default=120, help="per loop, warm-up included")
-    dpo_bench.add_argument("--log-every-steps", type=int, default=10, help="the tokens/s window")
-    dpo_bench.add_argument("--warmup-steps", type=int, default=20, help="not timed, every side")
     dpo_bench.add_argument("--loss", choices=["sigmoid", "ipo", "kto"], default="sigmoid")
     dpo_bench.add_argument("--beta", type=float, default=0.1)
     dpo_bench.add_argument(
         "--memory-steps", type=int, default=10, help="steps of each peak-RSS subprocess"
     )
     dpo_bench.add_argument(
-        "--cpus", type=int, default=os.cpu_count() or 1, help="Ray worker CPUs = torch threads"
-    )
-    dpo_bench.add_argument(
-        "--ray",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also run instructflow train dpo on Ray Train",
-    )
-    dpo_bench.add_argument(
         "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: add the GPU section"
     )
-    dpo_bench.add_argument("--workdir", default=".bench/dpo")
-    dpo_bench.add_argument("--seed", type=int, default=0)
-    dpo_bench.add_argument("--json-out", help="also write the results here as JSON")
+    add_training_bench_flags(dpo_bench, "dpo")
     dpo_bench.set_defaults(handler=_bench_dpo)
