@@ -76,17 +76,22 @@ def _data_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_checkpoints(summary: dict[str, Any]) -> None:
+    """The best and last checkpoints a training run left, with their step and loss."""
+    for which in ("best", "last"):
+        entry = summary[which]
+        if entry:
+            loss = entry.get("val_loss", entry.get("train_loss"))
+            print(f"{which}: {entry['path']} (step {entry.get('step')}, loss {loss:.4f})")
+
+
 def _train_sft(args: argparse.Namespace) -> int:
     from ops.trainrun import run_sft
 
     summary = run_sft(
         args.recipe, args.set, address=args.address, resume=args.resume, overwrite=args.overwrite
     )
-    for which in ("best", "last"):
-        entry = summary[which]
-        if entry:
-            loss = entry.get("val_loss", entry.get("train_loss"))
-            print(f"{which}: {entry['path']} (step {entry.get('step')}, loss {loss:.4f})")
+    print_checkpoints(summary)
     print(f"generate: instructflow generate {summary['best']['path']} --prompt '...'")
     return 0
 
@@ -97,11 +102,7 @@ def _train_dpo(args: argparse.Namespace) -> int:
     summary = run_dpo(
         args.recipe, args.set, address=args.address, resume=args.resume, overwrite=args.overwrite
     )
-    for which in ("best", "last"):
-        entry = summary[which]
-        if entry:
-            loss = entry.get("val_loss", entry.get("train_loss"))
-            print(f"{which}: {entry['path']} (step {entry.get('step')}, loss {loss:.4f})")
+    print_checkpoints(summary)
     before, after = validation_before_after(summary)
     for name in ("reward_accuracy", "likelihood_accuracy", "reward_margin"):
         if name in after:

@@ -93,7 +93,7 @@ def train_loop(config: dict[str, Any]) -> None:
     worker = start_worker(recipe, plan)
     rank, world, device, autocast = worker.rank, worker.world, worker.device, worker.autocast
     model, unwrapped = worker.model, worker.unwrapped
-    optimizer, scheduler = worker.optimizer, worker.scheduler
+    scheduler = worker.scheduler
     progress, resumed_from = worker.progress, worker.resumed_from
     training = recipe.training
     reference = None
@@ -183,18 +183,7 @@ def train_loop(config: dict[str, Any]) -> None:
             )
             metrics["score"] = metrics.get("val_loss", metrics["train_loss"])
             metrics["tokens_seen"] = progress.tokens_seen
-            save_and_report(
-                model,
-                unwrapped,
-                optimizer,
-                scheduler,
-                tokenizer,
-                recipe,
-                plan,
-                progress,
-                metrics,
-                rank,
-            )
+            save_and_report(worker, tokenizer, recipe, plan, metrics)
             window_start = time.perf_counter()
     log.close()
 

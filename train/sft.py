@@ -96,7 +96,7 @@ def train_loop(config: dict[str, Any]) -> None:
     worker = start_worker(recipe, plan)
     rank, world, device, autocast = worker.rank, worker.world, worker.device, worker.autocast
     model, unwrapped = worker.model, worker.unwrapped
-    optimizer, scheduler = worker.optimizer, worker.scheduler
+    scheduler = worker.scheduler
     progress, resumed_from = worker.progress, worker.resumed_from
     training = recipe.training
     tokenizer = load_tokenizer(plan.tokenizer_path, recipe.model.trust_remote_code)
@@ -203,18 +203,7 @@ def train_loop(config: dict[str, Any]) -> None:
             score = metrics.get("val_loss", train_loss)
             metrics["score"] = score
             metrics["tokens_seen"] = progress.tokens_seen
-            save_and_report(
-                model,
-                unwrapped,
-                optimizer,
-                scheduler,
-                tokenizer,
-                recipe,
-                plan,
-                progress,
-                metrics,
-                rank,
-            )
+            save_and_report(worker, tokenizer, recipe, plan, metrics)
             window_start = time.perf_counter()
     log.close()
 
@@ -592,9 +581,14 @@ def full_state(model: Any, optimizer: Any) -> tuple[dict, dict]:
 
 
 def save_and_report(
-    model, unwrapped, optimizer, scheduler, tokenizer, recipe, plan, progress, metrics, rank
+    worker: Worker, tokenizer: Any, recipe: SFTRecipe, plan: TrainPlan, metrics: dict
 ) -> None:
+    """A checkpoint of ``worker``'s model, optimizer, schedule and progress, reported to Ray
+    Train with ``metrics``; collective under FSDP, written by rank 0."""
     import ray.train
+
+    model, unwrapped, optimizer = worker.model, worker.unwrapped, worker.optimizer
+    scheduler, progress, rank = worker.scheduler, worker.progress, worker.rank
 
     model_state, optimizer_state = full_state(model, optimizer)
     if rank != 0:
