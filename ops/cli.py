@@ -80,9 +80,14 @@ def print_checkpoints(summary: dict[str, Any]) -> None:
     """The best and last checkpoints a training run left, with their step and loss."""
     for which in ("best", "last"):
         entry = summary[which]
-        if entry:
-            loss = entry.get("val_loss", entry.get("train_loss"))
-            print(f"{which}: {entry['path']} (step {entry.get('step')}, loss {loss:.4f})")
+        if not entry:
+            continue
+        loss = entry.get("val_loss", entry.get("train_loss"))
+        if loss is not None:
+            measure = f"loss {loss:.4f}"
+        else:  # RL checkpoints are ranked by reward
+            measure = f"reward {entry.get('val_reward', entry.get('train_reward', 0.0)):.4f}"
+        print(f"{which}: {entry['path']} (step {entry.get('step')}, {measure})")
 
 
 def _train_sft(args: argparse.Namespace) -> int:
@@ -109,6 +114,25 @@ def _train_dpo(args: argparse.Namespace) -> int:
             start = f"{before[name]:.3f} (step 0) -> " if name in before else ""
             print(f"held-out {name.replace('_', ' ')}: {start}{after[name]:.3f}")
     print(f"generate: instructflow generate {summary['best']['path']} --prompt '...'")
+    return 0
+
+
+def _train_rl(args: argparse.Namespace) -> int:
+    from ops.trainrun import run_rl, validation_before_after
+
+    summary = run_rl(
+        args.recipe, args.set, address=args.address, resume=args.resume, overwrite=args.overwrite
+    )
+    print_checkpoints(summary)
+    before, after = validation_before_after(summary)
+    names = ["reward"] + sorted(
+        name for name in after if name != "reward" and name.count("/") == 0 and "_" not in name
+    )
+    for name in names:
+        if name in after:
+            start = f"{before[name]:.3f} (step 0) -> " if name in before else ""
+            print(f"held-out prompts, mean {name}: {start}{after[name]:.3f}")
+    print(f"evaluate: instructflow eval ifeval {summary['best']['path']} --prompts ...")
     return 0
 
 
@@ -221,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
         "dpo",
         "preference optimisation (DPO, IPO, cDPO, SimPO, ORPO, KTO) on Ray Train",
         _train_dpo,
+    )
+    add_training_command(
+        train,
+        "rl",
+        "RL with verifiable rewards (GRPO, RLOO, REINFORCE) on Ray Train",
+        _train_rl,
     )
 
     tiny = train.add_parser(

@@ -1,15 +1,24 @@
-"""``instructflow train sft|dpo``: load the recipe file and its ``--set`` overrides, check
-it, connect to Ray and launch the run (``train.sft_launch`` or ``train.dpo_launch``, on
-``train.launch``): rows in Ray Data -> TorchTrainer -> best and last checkpoints.
+"""``instructflow train sft|dpo|rl``: load the recipe file and its ``--set`` overrides, check
+it, connect to Ray and launch the run (``train.sft_launch``, ``train.dpo_launch`` or
+``train.rl_launch``, on ``train.launch``): rows in Ray Data -> TorchTrainer -> best and last
+checkpoints.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ops.cluster import connect
 from ops.recipe import apply_overrides, load_yaml
-from train.config import DPORecipe, SFTRecipe, parse_dpo_recipe, parse_sft_recipe
+from train.config import (
+    DPORecipe,
+    RLRecipe,
+    SFTRecipe,
+    parse_dpo_recipe,
+    parse_rl_recipe,
+    parse_sft_recipe,
+)
 from train.launch import TRAIN_ARTEFACTS, clear_named_artefacts, recipe_yaml, write_text
 from train.sft_launch import launch_sft, prepare, resolve_paths
 
@@ -40,6 +49,64 @@ def run_dpo(
     prepared = prepare_dpo(recipe, recipe_path, resume=resume, overwrite=overwrite)
     start_run(recipe, address, resume=resume, overwrite=overwrite)
     return launch_dpo(prepared, fault=fault)
+
+
+def load_rl_recipe(path: str, overrides: list[str] | None = None) -> RLRecipe:
+    """SFT's path resolution, plus the reference model, a reward model's path and a Python
+    reward's file made absolute: the Ray Train workers do not run in this directory."""
+    recipe = resolve_paths(
+        parse_rl_recipe(apply_overrides(load_yaml(path), overrides or [], path), path)
+    )
+
+    def local(name: str) -> str:
+        return str(Path(name).resolve()) if Path(name).exists() else name
+
+    rewards = []
+    for spec in recipe.rewards:
+        options = dict(spec.options)
+        if spec.kind == "model" and isinstance(options.get("path"), str):
+            options["path"] = local(resolve_model_dir(options["path"]))
+        if spec.kind == "python" and ".py:" in str(options.get("function", "")):
+            file, _, name = str(options["function"]).rpartition(":")
+            options["function"] = f"{local(file)}:{name}"
+        rewards.append(spec.model_copy(update={"options": options}))
+    reference = recipe.rl.reference_model
+    update = {"rewards": tuple(rewards)}
+    if reference:
+        update["rl"] = recipe.rl.model_copy(
+            update={"reference_model": local(resolve_model_dir(reference))}
+        )
+    return recipe.model_copy(update=update)
+
+
+def resolve_model_dir(name: str) -> str:
+    """A training output directory means its best checkpoint, as for ``model``."""
+    from train.generate import CheckpointError, resolve_checkpoint
+
+    if Path(name).is_dir() and not (Path(name) / "config.json").exists():
+        try:
+            return resolve_checkpoint(name)
+        except CheckpointError:
+            return name
+    return name
+
+
+def run_rl(
+    recipe_path: str,
+    overrides: list[str] | None = None,
+    *,
+    address: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    fault: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """The whole ``train rl`` command; returns the summary it writes."""
+    from train.rl_launch import launch_rl, prepare_rl
+
+    recipe = load_rl_recipe(recipe_path, overrides)
+    prepared = prepare_rl(recipe, recipe_path, resume=resume, overwrite=overwrite)
+    start_run(recipe, address, resume=resume, overwrite=overwrite)
+    return launch_rl(prepared, fault=fault)
 
 
 def start_run(recipe: SFTRecipe, address: str | None, *, resume: bool, overwrite: bool) -> None:

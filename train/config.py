@@ -196,6 +196,111 @@ class DPORecipe(SFTRecipe):
         return self
 
 
+RL_ALGORITHMS = ("grpo", "rloo", "reinforce")
+REWARD_KINDS = ("ifeval", "length", "format", "model", "python")
+
+
+class RolloutConfig(Frozen):
+    """How the policy samples: ``prompts_per_step`` prompts per optimizer step (the global
+    rollout batch, split over workers), ``samples_per_prompt`` completions each (G)."""
+
+    # transformers: generate() in the training process (CPU or GPU); vllm: vLLM engines as
+    # Ray actors on their own GPUs, the policy's weights pushed to them after every update.
+    engine: Literal["transformers", "vllm"] = "transformers"
+    prompts_per_step: int = Field(8, gt=0)
+    samples_per_prompt: int = Field(4, gt=0)
+    max_new_tokens: int = Field(64, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)  # 0: no top-k cut
+    # vllm only: engines, GPU memory fraction each may take, tensor parallel size.
+    vllm_engines: int = Field(1, gt=0)
+    vllm_gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+    vllm_tensor_parallel_size: int = Field(1, gt=0)
+
+
+class RewardSpec(Frozen):
+    """One term of the reward: ``weight`` x the named reward's score (``train.rewards``)."""
+
+    # ifeval: the records' constraints (train.rewards.ifeval); length: the completion's
+    # length against a target; format: a regular expression; model: a sequence-classifier
+    # checkpoint; python: a function "module:name" or "path/to/file.py:name".
+    kind: Literal["ifeval", "length", "format", "model", "python"]
+    name: str | None = None  # in logs; default: the kind
+    weight: float = 1.0
+    # Seconds one call may take; a timeout counts as a failure of this reward.
+    timeout_s: float = Field(10.0, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+class RLConfig(Frozen):
+    """The policy-gradient algorithm (``train.rl_loss``) and its reference model."""
+
+    algorithm: Literal["grpo", "rloo", "reinforce"] = "grpo"
+    # The KL penalty's weight (beta) to the frozen reference; 0: no reference is loaded.
+    kl_coef: float = Field(0.04, ge=0)
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    # The clipped ratio's range: [1 - clip_low, 1 + clip_high] (DAPO: clip_high > clip_low).
+    clip_low: float = Field(0.2, gt=0, lt=1)
+    clip_high: float = Field(0.28, gt=0)
+    # grpo: divide by the group's standard deviation (false: Dr. GRPO).
+    scale_rewards: bool = True
+    # None: token_mean for grpo, sequence_sum for rloo and reinforce (the seed's formula).
+    loss_aggregation: Literal["token_mean", "sequence_mean", "sequence_sum", "constant"] | None = (
+        None
+    )
+    # The reference; default: model.name_or_path (the policy's starting point).
+    reference_model: str | None = None
+
+    @property
+    def aggregation(self) -> str:
+        if self.loss_aggregation is not None:
+            return self.loss_aggregation
+        return "token_mean" if self.algorithm == "grpo" else "sequence_sum"
+
+
+class RLRecipe(SFTRecipe):
+    """An SFT recipe plus ``rl``, ``rollout`` and ``rewards``: the same data, model, LoRA,
+    scaling, eval and checkpoint keys. The data's records are prompts (their first reply, if
+    any, is the reference some rewards compare with). ``training.micro_batch_size`` counts
+    completions per forward pass; the step's batch is ``rollout.prompts_per_step`` prompts."""
+
+    name: str = "rl"
+    rl: RLConfig = RLConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    rewards: tuple[RewardSpec, ...] = (RewardSpec(kind="ifeval"),)
+
+    @model_validator(mode="after")
+    def _consistent_rl(self) -> RLRecipe:
+        if self.prompt.packing:
+            raise ValueError("prompt.packing: RL prompts are not packed; leave it out")
+        if self.training.gradient_accumulation != 1:
+            raise ValueError(
+                "training.gradient_accumulation: RL accumulates every micro-batch of the "
+                "step's completions (rollout.prompts_per_step x rollout.samples_per_prompt); "
+                "leave it out"
+            )
+        workers = self.scaling.num_workers
+        if self.rollout.prompts_per_step % workers:
+            raise ValueError(
+                f"rollout.prompts_per_step {self.rollout.prompts_per_step} must be a multiple "
+                f"of scaling.num_workers ({workers}): each worker samples whole prompt groups"
+            )
+        if not self.rewards:
+            raise ValueError("rewards: name at least one reward")
+        labels = [reward.label for reward in self.rewards]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"rewards: names must differ; give `name` to {', '.join(repeated)}")
+        if self.rollout.engine == "vllm" and not self.scaling.use_gpu:
+            raise ValueError("rollout.engine vllm needs GPUs: set scaling.use_gpu true")
+        return self
+
+
 def parse_recipe(data: Any, model: type[SFTRecipe], source: str = "recipe") -> SFTRecipe:
     """Plain data (parsed YAML) to ``model``, or a RecipeError listing every problem."""
     if not isinstance(data, dict):
@@ -216,11 +321,20 @@ def parse_dpo_recipe(data: Any, source: str = "recipe") -> DPORecipe:
     return parse_recipe(data, DPORecipe, source)
 
 
+def parse_rl_recipe(data: Any, source: str = "recipe") -> RLRecipe:
+    return parse_recipe(data, RLRecipe, source)
+
+
 __all__ = [
     "DPORecipe",
     "PreferenceConfig",
+    "RLConfig",
+    "RLRecipe",
+    "RewardSpec",
+    "RolloutConfig",
     "SFTRecipe",
     "parse_dpo_recipe",
     "parse_recipe",
+    "parse_rl_recipe",
     "parse_sft_recipe",
 ]

@@ -215,17 +215,22 @@ def ds_count(local: str, filesystem: Any) -> int:
     return ds.dataset(local, filesystem=filesystem, format="parquet").count_rows()
 
 
-def plan_steps(recipe: SFTRecipe, rows: int) -> tuple[int, int, int]:
+def plan_steps(
+    recipe: SFTRecipe, rows: int, global_batch: int | None = None
+) -> tuple[int, int, int]:
     training = recipe.training
-    global_batch = (
-        training.micro_batch_size * training.gradient_accumulation * recipe.scaling.num_workers
-    )
+    made_of = "training.micro_batch_size x training.gradient_accumulation x scaling.num_workers"
+    if global_batch is None:
+        global_batch = (
+            training.micro_batch_size * training.gradient_accumulation * recipe.scaling.num_workers
+        )
+    else:
+        made_of = "rollout.prompts_per_step"
     steps_per_epoch = rows // global_batch
     if steps_per_epoch == 0:
         raise TrainError(
             f"the training split makes {rows} rows, fewer than one global batch of {global_batch} "
-            "(training.micro_batch_size x training.gradient_accumulation x scaling.num_workers): "
-            "lower them or add data"
+            f"({made_of}): lower them or add data"
         )
     total = training.max_steps or training.epochs * steps_per_epoch
     return global_batch, steps_per_epoch, total
@@ -263,9 +268,11 @@ def fit(
     plan: TrainPlan,
     train_rows: Any,
     validation_rows: Any,
+    stop_errors: tuple[type[BaseException], ...] = (NonFiniteLoss,),
 ) -> Any:
     """``loop`` (the method's per-worker training loop) on a TorchTrainer; a failure becomes
-    a TrainError naming the worker's own exception."""
+    a TrainError naming the worker's own exception, with just its message for the
+    ``stop_errors`` (a worker's deliberate stop: a NaN, a broken reward)."""
     from ray.data import ExecutionOptions
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -302,9 +309,10 @@ def fit(
     try:
         return trainer.fit()
     except Exception as error:
-        cause = find_cause(error, NonFiniteLoss)
-        if cause is not None:
-            raise TrainError(str(cause)) from None
+        for kind in stop_errors:
+            cause = find_cause(error, kind)
+            if cause is not None:
+                raise TrainError(str(cause)) from None
         raise TrainError(f"training failed: {worker_cause(error)}") from error
 
 

@@ -722,7 +722,8 @@ class TrainLog:
         left = f"{(self.total_steps - step) / rate:.0f}s left" if rate else ""
         return f"[{'#' * filled}{'.' * (20 - filled)}] {step}/{self.total_steps} {left}"
 
-    def scalars(self, step: int, values: dict[str, float]) -> None:
+    def scalars(self, step: int, values: dict[str, float], console: tuple[str, ...] = ()) -> None:
+        """Log ``values``; the console line shows those named in ``console`` (default all)."""
         if self.rank != 0:
             return
         for name, value in values.items():
@@ -730,7 +731,9 @@ class TrainLog:
         self.metrics.write(json.dumps({"step": step, **values}) + "\n")
         self.metrics.flush()
         shown = "  ".join(
-            f"{name.split('/')[-1]} {format_value(value)}" for name, value in values.items()
+            f"{name.split('/')[-1]} {format_value(value)}"
+            for name, value in values.items()
+            if not console or name in console
         )
         say(f"{self.bar(step)}  {shown}")
 

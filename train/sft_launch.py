@@ -87,8 +87,11 @@ def resolve_paths(recipe: SFTRecipe) -> SFTRecipe:
     )
 
 
-def prepare(recipe: SFTRecipe, source: str, *, resume: bool, overwrite: bool) -> Prepared:
-    """Every check that needs no Ray; raises RecipeError listing the problems."""
+def prepare(
+    recipe: SFTRecipe, source: str, *, resume: bool, overwrite: bool, supervised: bool = True
+) -> Prepared:
+    """Every check that needs no Ray; raises RecipeError listing the problems. ``supervised``
+    false (RL, whose records are prompts): no check that the sample has supervised replies."""
     problems: list[Problem] = []
     train_dir = split_dir(recipe, recipe.data.train_split, "data.train_split", problems)
     validation_dir = (
@@ -140,7 +143,8 @@ def prepare(recipe: SFTRecipe, source: str, *, resume: bool, overwrite: bool) ->
     problems.extend(check_output(recipe.output.path, resume=resume, overwrite=overwrite))
     if problems:
         raise RecipeError(problems, source)
-    check_sample(recipe, tokenizer, kind, train_dir, source)
+    if supervised:
+        check_sample(recipe, tokenizer, kind, train_dir, source)
     output = recipe.output.path
     log_dir = (
         posixpath.join(output, "logs")
@@ -272,13 +276,20 @@ def undesirable_records(directory: str) -> int | None:
 
 
 def training_plan(
-    prepared: Prepared, stats: dict[str, Any], fault: dict[str, int] | None, method: str
+    prepared: Prepared,
+    stats: dict[str, Any],
+    fault: dict[str, int] | None,
+    method: str,
+    global_batch: int | None = None,
 ) -> TrainPlan:
     """The plan every method's workers start from, once the rows are counted; writes the
-    data statistics beside the run."""
+    data statistics beside the run. ``global_batch``: rows per step when the method does not
+    take it from the micro-batches (RL: prompts per step)."""
     recipe = prepared.recipe
     write_text(recipe.output.path, DATA_STATS, json.dumps(stats, indent=2) + "\n")
-    global_batch, steps_per_epoch, total_steps = plan_steps(recipe, stats["train"]["rows"])
+    global_batch, steps_per_epoch, total_steps = plan_steps(
+        recipe, stats["train"]["rows"], global_batch
+    )
     return TrainPlan(
         kind=prepared.kind,
         packing=prepared.packing,
