@@ -213,8 +213,8 @@ class RolloutConfig(Frozen):
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0)  # 0: no top-k cut
-    # vllm only: engines, GPU memory fraction each may take, tensor parallel size.
-    vllm_engines: int = Field(1, gt=0)
+    # vllm only (one engine per training worker, on its own GPUs): the GPU memory fraction
+    # the engine may take and its tensor parallel size.
     vllm_gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
     vllm_tensor_parallel_size: int = Field(1, gt=0)
 
@@ -296,8 +296,14 @@ class RLRecipe(SFTRecipe):
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:
             raise ValueError(f"rewards: names must differ; give `name` to {', '.join(repeated)}")
-        if self.rollout.engine == "vllm" and not self.scaling.use_gpu:
-            raise ValueError("rollout.engine vllm needs GPUs: set scaling.use_gpu true")
+        if self.rollout.engine == "vllm":
+            if not self.scaling.use_gpu:
+                raise ValueError("rollout.engine vllm needs GPUs: set scaling.use_gpu true")
+            if self.training.lora is not None or self.training.strategy != "ddp":
+                raise ValueError(
+                    "rollout.engine vllm takes the whole policy's weights after each step: "
+                    "use training.strategy ddp without training.lora, or the transformers engine"
+                )
         return self
 
 

@@ -103,6 +103,11 @@ def train_loop(config: dict[str, Any]) -> None:
     reference = load_policy_reference(recipe, plan, worker.device)
     tokenizer = load_tokenizer(plan.tokenizer_path, recipe.model.trust_remote_code)
     rewards = RewardSet(recipe.rewards, worker.device)
+    sampler = None
+    if recipe.rollout.engine == "vllm":
+        from train.rollout_vllm import VllmSampler
+
+        sampler = VllmSampler(recipe, plan, worker)
     log = TrainLog(plan.log_dir, rank, resumed_from, plan.total_steps)
     validation = None
     if plan.validation_rows:
@@ -122,7 +127,9 @@ def train_loop(config: dict[str, Any]) -> None:
             name: column[rank * per_rank : (rank + 1) * per_rank]
             for name, column in global_rows.items()
         }
-        sums, batch = rl_step(worker, reference, rewards, tokenizer, recipe, plan, mine, step)
+        sums, batch = rl_step(
+            worker, reference, rewards, tokenizer, recipe, plan, mine, step, sampler
+        )
         progress.step = step + 1
         progress.tokens_seen += int(sums["completion_tokens"])
         for line in failure_lines(batch):
@@ -175,10 +182,12 @@ def rl_step(
     plan: TrainPlan,
     rows: dict[str, np.ndarray],
     step: int,
+    sampler: Any = None,
 ) -> tuple[dict[str, float], Any]:
     """One step on this worker's prompts: generate, reward, advantages, one optimizer step.
     Returns this rank's summable metrics (``reduced`` adds them over ranks) and the rewards'
-    batch. Raises ``RewardFailure`` when a reward failed on every completion."""
+    batch. Raises ``RewardFailure`` when a reward failed on every completion. ``sampler``:
+    a vLLM engine (``train.rollout_vllm``) instead of the policy's own generate()."""
     import torch
 
     rollout, settings = recipe.rollout, recipe.rl
@@ -187,16 +196,19 @@ def rl_step(
     started = time.perf_counter()
     # One stream per (seed, step, rank): sampling and dropout repeat exactly after a resume.
     torch.manual_seed(recipe.seed * 1_000_003 + step * 1009 + worker.rank)
-    rollouts = generate_rollouts(
-        worker.unwrapped,
-        tokenizer,
-        rows,
-        recipe,
-        plan,
-        device,
-        samples=group,
-        synced=world > 1 and recipe.training.strategy == "fsdp",
-    )
+    if sampler is not None:
+        rollouts = sampler.sample(rows, tokenizer, plan.pad_id, step)
+    else:
+        rollouts = generate_rollouts(
+            worker.unwrapped,
+            tokenizer,
+            rows,
+            recipe,
+            plan,
+            device,
+            samples=group,
+            synced=world > 1 and recipe.training.strategy == "fsdp",
+        )
     generated = time.perf_counter()
 
     batch = rewards.score(samples_of(rows, rollouts.texts, group))
@@ -248,6 +260,8 @@ def rl_step(
         sums["loss"] += float(loss.detach()) / world
         sums["clipped"] += float((clipped * mask).sum())
     grad_norm = clip_and_step(worker, recipe.training.max_grad_norm, step, "RL step")
+    if sampler is not None:
+        sampler.sync()  # the next rollouts come from the updated policy
     updated = time.perf_counter()
 
     tokens = float(loss_mask.sum())

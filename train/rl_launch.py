@@ -146,6 +146,7 @@ def launch_rl(prepared: Prepared, *, fault: dict[str, int] | None = None) -> dic
     summary it writes to the output directory."""
     recipe: RLRecipe = prepared.recipe
     check_cluster(recipe)
+    check_engine_gpus(recipe)
     started = time.perf_counter()
     from ray.data import DataContext
 
@@ -180,6 +181,23 @@ def launch_rl(prepared: Prepared, *, fault: dict[str, int] | None = None) -> dic
     summary = summarize(recipe, plan, result, stats, time.perf_counter() - started)
     write_text(recipe.output.path, SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def check_engine_gpus(recipe: RLRecipe) -> None:
+    """vLLM engines take GPUs of their own, beside the training workers'."""
+    import ray
+
+    if recipe.rollout.engine != "vllm":
+        return
+    workers = recipe.scaling.num_workers
+    needed = workers * (1 + recipe.rollout.vllm_tensor_parallel_size)
+    have = ray.cluster_resources().get("GPU", 0)
+    if have < needed:
+        raise TrainError(
+            f"rollout.engine vllm: {workers} training worker(s) and one engine each of "
+            f"rollout.vllm_tensor_parallel_size {recipe.rollout.vllm_tensor_parallel_size} "
+            f"GPU(s) need {needed} GPUs; the cluster has {have:g}"
+        )
 
 
 def print_plan(recipe: RLRecipe, prepared: Prepared, plan: TrainPlan, stats: dict) -> None:
