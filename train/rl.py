@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,7 @@ import numpy as np
 from train.config import RLRecipe
 from train.rewards.runner import RewardSet, check_batch, failure_lines
 from train.rl_loss import advantages, clipped_surrogate, kl_penalty, normaliser, sequence_terms
-from train.rl_rows import samples_of
+from train.rl_rows import Rollouts, samples_of
 from train.sft import (
     TrainLog,
     TrainPlan,
@@ -74,22 +73,6 @@ CONSOLE = (
     "time/update_s",
     "validation/reward",
 )
-
-
-@dataclass
-class Rollouts:
-    """G completions of each prompt, row-major (prompt 0's G first)."""
-
-    sequences: Any  # [N, prompt width + T]: left-padded prompt, completion, pad after the end
-    attention_mask: Any  # [N, prompt width + T]
-    prompt_width: int
-    completion_mask: Any  # [N, T] float: the completion's tokens, its end token included
-    texts: list[str]
-    finished: Any  # [N] bool: the completion ended with the end token (not cut)
-
-    @property
-    def completion_tokens(self) -> int:
-        return int(self.completion_mask.sum())
 
 
 def train_loop(config: dict[str, Any]) -> None:

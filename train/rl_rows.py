@@ -12,6 +12,7 @@ when none), ``reference``, and ``train.sft_rows.COUNT_COLUMNS`` for the data sta
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -105,6 +106,22 @@ class PromptRows:
         return table.append_column("path", pa.array(paths, pa.string()))
 
 
+@dataclass
+class Rollouts:
+    """G completions of each prompt, row-major (prompt 0's G first)."""
+
+    sequences: Any  # [N, prompt width + T]: left-padded prompt, completion, pad after the end
+    attention_mask: Any  # [N, prompt width + T]
+    prompt_width: int
+    completion_mask: Any  # [N, T] float: the completion's tokens, its end token included
+    texts: list[str]
+    finished: Any  # [N] bool: the completion ended with the end token (not cut)
+
+    @property
+    def completion_tokens(self) -> int:
+        return int(self.completion_mask.sum())
+
+
 def samples_of(rows: dict[str, Any], completions: list[str], group: int) -> list[Sample]:
     """Reward samples for ``group`` completions of each row, in row-major order."""
     samples = []
@@ -122,4 +139,4 @@ def samples_of(rows: dict[str, Any], completions: list[str], group: int) -> list
     return samples
 
 
-__all__ = ["PROMPT_RECORD_COLUMNS", "PromptRows", "prompt_rows", "samples_of"]
+__all__ = ["PROMPT_RECORD_COLUMNS", "PromptRows", "Rollouts", "prompt_rows", "samples_of"]

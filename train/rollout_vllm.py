@@ -103,7 +103,7 @@ class VllmSampler:
         import ray
         import torch
 
-        from train.rl import Rollouts
+        from train.rl_rows import Rollouts
 
         rollout = self.rollout
         prompts = [list(map(int, ids)) for ids in rows["input_ids"]]
