@@ -131,7 +131,7 @@ def _parse_stages(entries: Any, problems: list[Problem]) -> list[StageSpec]:
             Problem(path="stages", message="expected a list of {stage: {...}}", value=entries)
         )
         return []
-    specs = []
+    specs, positions = [], []
     for index, entry in enumerate(entries):
         path = f"stages[{index}]"
         if isinstance(entry, str):
@@ -154,9 +154,30 @@ def _parse_stages(entries: Any, problems: list[Problem]) -> list[StageSpec]:
         config_model = stage_class(name).Config
         try:
             specs.append(StageSpec(name=name, config=config_model.model_validate(options or {})))
+            positions.append(index)
         except ValidationError as error:
             problems.extend(problems_from(error, prefix=f"{path}.{name}", model=config_model))
+    _check_stage_order(specs, positions, problems)
     return specs
+
+
+def _check_stage_order(
+    specs: list[StageSpec], positions: list[int], problems: list[Problem]
+) -> None:
+    """A stage's ``must_follow`` stages, where the recipe has them enabled, come before it."""
+    placed = zip(positions, specs, strict=True)
+    enabled = [(index, spec.name) for index, spec in placed if spec.config.enabled]
+    for order, (index, name) in enumerate(enabled):
+        must_follow = stage_class(name).must_follow
+        later = sorted({other for _, other in enabled[order + 1 :] if other in must_follow})
+        if later:
+            problems.append(
+                Problem(
+                    path=f"stages[{index}].{name}",
+                    message=f"must run after {', '.join(later)}, which this recipe puts later",
+                    value=[other for _, other in enabled],
+                )
+            )
 
 
 def problems_from(error: ValidationError, prefix: str, model: type[BaseModel]) -> list[Problem]:

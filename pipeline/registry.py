@@ -14,6 +14,7 @@ def _stages() -> dict[str, type[Stage] | type[GlobalStage]]:
     from pipeline.augment.back_translate import BackTranslate
     from pipeline.augment.rules import RuleAugment
     from pipeline.clean import CleanText
+    from pipeline.constrain import Constrain
     from pipeline.decontaminate import Decontaminate
     from pipeline.dedup_exact import ExactDedup
     from pipeline.dedup_near import NearDedup
@@ -53,6 +54,7 @@ def _stages() -> dict[str, type[Stage] | type[GlobalStage]]:
         RuleAugment,
         Sample,
         Split,
+        Constrain,
     ]
     return {cls.name: cls for cls in classes}
 

@@ -32,6 +32,17 @@ MESSAGE_TYPE = pa.struct(
     ]
 )
 
+# One verifiable instruction-following constraint (IFEval's kinds, ``pipeline.constraints``):
+# the kind, its checker's arguments as a JSON object with sorted keys, and whether the kind is
+# held out of training (set on validation/test records only).
+CONSTRAINT_TYPE = pa.struct(
+    [
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("args", pa.string(), nullable=False),
+        pa.field("held_out", pa.bool_(), nullable=False),
+    ]
+)
+
 RECORD_FIELDS = [
     pa.field("id", pa.string(), nullable=False),
     pa.field("system", pa.string(), nullable=False),
@@ -70,6 +81,9 @@ RECORD_FIELDS = [
     pa.field("chosen_score", pa.float64()),
     pa.field("rejected_score", pa.float64()),
     pa.field("feedback", pa.bool_()),
+    # The constraints the constrain stage attached to the last user turn (their sentences are
+    # in its text): an RL prompt with a verifiable reward. Null for unconstrained records.
+    pa.field("constraints", pa.list_(CONSTRAINT_TYPE)),
 ]
 RECORD_SCHEMA = pa.schema(RECORD_FIELDS)
 
@@ -116,12 +130,14 @@ def record_id(
     tools: str,
     rejected: Sequence[dict[str, Any]] | None = None,
     feedback: bool | None = None,
+    constraints: Sequence[dict[str, Any]] | None = None,
 ) -> str:
     """Stable content hash: identical conversations get identical ids on any machine.
 
-    A pair's rejected turns and a binary label are hashed too (after a separator no text
-    holds), so a pair and the SFT record of its chosen side differ; a plain SFT record hashes
-    exactly as it did before those columns existed.
+    A pair's rejected turns, a binary label and a record's constraints are hashed too (after
+    a separator no text holds), so a pair and the SFT record of its chosen side differ, and
+    so do two prompts that ask for other arguments in the same words; a plain SFT record
+    hashes exactly as it did before those columns existed.
     """
     hasher = xxhash.xxh3_128(seed=ID_SEED)
     for part in (system, context, tools):
@@ -133,6 +149,12 @@ def record_id(
         _hash_turns(hasher, rejected)
     if feedback is not None:
         hasher.update(b"\x1dfeedback\x1e1" if feedback else b"\x1dfeedback\x1e0")
+    if constraints is not None:
+        hasher.update(b"\x1dconstraints\x1e")
+        for constraint in constraints:
+            held_out = b"1" if constraint["held_out"] else b"0"
+            hasher.update(f"{constraint['kind']}\x1f{constraint['args']}\x1f".encode())
+            hasher.update(held_out + b"\x1e")
     return hasher.hexdigest()
 
 
@@ -209,6 +231,7 @@ UNSET_LATER: dict[str, Any] = {
     "chosen_score": None,
     "rejected_score": None,
     "feedback": None,
+    "constraints": None,
 }
 
 
@@ -311,7 +334,8 @@ def map_texts(batch: pa.Table, edit: Callable[[str], str]) -> pa.Table:
     """Apply ``edit`` to every free-text field (system, context, each turn's content, the
     rejected turns of a pair).
 
-    ``id`` is recomputed so that it stays a hash of the content that is written.
+    ``id`` is recomputed so that it stays a hash of the content that is written. Constraint
+    arguments are left alone: a checker reads them verbatim.
     """
     systems = [edit(text) for text in batch.column("system").to_pylist()]
     contexts = [edit(text) for text in batch.column("context").to_pylist()]
@@ -322,9 +346,12 @@ def map_texts(batch: pa.Table, edit: Callable[[str], str]) -> pa.Table:
     ]
     tools = batch.column("tools").to_pylist()
     feedback = batch.column("feedback").to_pylist()
+    constraints = batch.column("constraints").to_pylist()
     ids = [
         record_id(*texts)
-        for texts in zip(systems, conversations, contexts, tools, rejected, feedback, strict=True)
+        for texts in zip(
+            systems, conversations, contexts, tools, rejected, feedback, constraints, strict=True
+        )
     ]
     replaced = {
         "system": pa.array(systems, pa.string()),

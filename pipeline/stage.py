@@ -158,6 +158,9 @@ class ConfiguredStage(ABC):
     # The fixed vocabulary of reasons this stage may drop with, fully qualified
     # (``filter.response_too_short``). Anything else is a bug and raises.
     drop_reasons: ClassVar[tuple[str, ...]] = ()
+    # Stages that, when a recipe has them, must come before this one (the recipe check
+    # enforces it): constrain after the split that decides which records are held out.
+    must_follow: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: StageConfig) -> None:
         if not isinstance(config, self.Config):
