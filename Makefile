@@ -38,6 +38,11 @@ demo: $(STAMP)
 	$(BIN)/instructflow feedback export --db out/feedback/feedback.db out/feedback/export --margin 1
 	$(BIN)/instructflow data run examples/feedback/recipe.yaml --overwrite --no-progress
 	HF_HUB_OFFLINE=1 $(BIN)/instructflow train dpo examples/feedback/dpo.yaml --overwrite
+	# RL with verifiable rewards: the quickstart's instructions get IFEval-style constraints
+	# (the constrain stage; the test split only held-out kinds), GRPO trains the SFT model to
+	# follow them, and the reward on held-out prompts is printed before and after.
+	$(BIN)/instructflow data run examples/rl/recipe.yaml --overwrite --no-progress
+	HF_HUB_OFFLINE=1 $(BIN)/instructflow train rl examples/rl/rl.yaml --overwrite
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests

@@ -7,6 +7,7 @@ compare with, and its ``constraints`` (set by the data engine's ``constrain`` st
 the ``ifeval`` reward checks. A row: ``input_ids`` (``list<int32>``), ``prompt`` (the last user
 turn's text, what a constraint such as repeat_prompt reads), ``constraints`` (JSON, ``[]``
 when none), ``reference``, and ``train.sft_rows.COUNT_COLUMNS`` for the data statistics.
+``Rollouts`` holds a step's sampled completions, from either engine.
 """
 
 from __future__ import annotations
