@@ -43,6 +43,8 @@ demo: $(STAMP)
 	# follow them, and the reward on held-out prompts is printed before and after.
 	$(BIN)/instructflow data run examples/rl/recipe.yaml --overwrite --no-progress
 	HF_HUB_OFFLINE=1 $(BIN)/instructflow train rl examples/rl/rl.yaml --overwrite
+	HF_HUB_OFFLINE=1 $(BIN)/instructflow eval ifeval out/rl --prompts out/rl-prompts/data/test \
+		--output out/rl-eval --max-new-tokens 32 --no-progress
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests

@@ -136,6 +136,31 @@ def _train_rl(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_ifeval(args: argparse.Namespace) -> int:
+    from train.evaluate_ifeval import check_sample, evaluate_ifeval, prompt_format, report_lines
+    from train.generate import resolve_checkpoint
+
+    # Everything that needs no Ray first: the checkpoint, the prompts' shape, their kinds.
+    resolve_checkpoint(args.checkpoint)
+    shape, encoding = prompt_format(args.prompts)
+    check_sample(args.prompts, shape, encoding)
+    from ops.cluster import connect
+
+    connect(args.address, progress_bars=not args.no_progress)
+    report = evaluate_ifeval(
+        args.checkpoint,
+        args.prompts,
+        output=args.output,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        use_gpu=args.gpu,
+    )
+    print("\n".join(report_lines(report)))
+    if args.output:
+        print(f"metrics: {args.output}/ifeval.json; responses: {args.output}/responses")
+    return 0
+
+
 def _train_tiny_model(args: argparse.Namespace) -> int:
     from train.tiny import save_tiny_model
 
@@ -278,6 +303,27 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--no-progress", action="store_true")
     generate.set_defaults(handler=_generate)
 
+    evaluation = commands.add_parser("eval", help="evaluate a checkpoint").add_subparsers(
+        dest="action", required=True
+    )
+    ifeval = evaluation.add_parser(
+        "ifeval", help="IFEval's instruction-following accuracy, strict and loose, per kind"
+    )
+    ifeval.add_argument("checkpoint", help="a checkpoint, or a training output (its best)")
+    ifeval.add_argument(
+        "--prompts",
+        required=True,
+        help="records with constraints (the constrain stage's output), or IFEval's "
+        "prompt/instruction_id_list/kwargs rows (JSONL or Parquet)",
+    )
+    ifeval.add_argument("--output", help="directory for ifeval.json and the responses")
+    ifeval.add_argument("--max-new-tokens", type=int, default=256)
+    ifeval.add_argument("--batch-size", type=int, default=16)
+    ifeval.add_argument("--gpu", action="store_true", help="one GPU per generation actor")
+    ifeval.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
+    ifeval.add_argument("--no-progress", action="store_true")
+    ifeval.set_defaults(handler=_eval_ifeval)
+
     from ops.quality import add_quality_commands
 
     add_quality_commands(commands)
@@ -303,10 +349,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ops.datarun import PipelineError
         from pipeline.accounting import ConservationError
         from pipeline.checkpoint import ResumeError
+        from train.evaluate_ifeval import PromptsError
         from train.generate import CheckpointError
         from train.launch import TrainError
 
-        clear = PipelineError | ConservationError | TrainError | CheckpointError | ResumeError
+        clear = (
+            PipelineError
+            | ConservationError
+            | TrainError
+            | CheckpointError
+            | ResumeError
+            | PromptsError
+        )
         if isinstance(error, clear):
             print(f"error: {error}", file=sys.stderr)
             return 1
