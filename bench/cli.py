@@ -175,6 +175,34 @@ def _bench_dpo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_rl(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.rl import RLBenchSettings, bench_rl, check_settings
+
+    settings = RLBenchSettings(
+        workdir=Path(args.workdir),
+        prompts=args.prompts,
+        size=args.size,
+        prompts_per_step=args.prompts_per_step,
+        samples_per_prompt=args.samples_per_prompt,
+        max_new_tokens=args.max_new_tokens,
+        steps=args.steps,
+        warmup_steps=args.warmup_steps,
+        cpus=args.cpus,
+        ray=args.ray,
+        device=args.device,
+        seed=args.seed,
+    )
+    try:
+        check_settings(settings)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bench_rl(settings, json_out=args.json_out)
+    return 0
+
+
 def add_training_bench_flags(parser: argparse.ArgumentParser, method: str) -> None:
     """The flags ``bench sft`` and ``bench dpo`` share: steps and their windows, the Ray
     worker's CPUs, whether to run Ray Train, where to work, the seed and the JSON report."""
@@ -354,3 +382,18 @@ def add_bench_commands(commands: Any) -> None:
     )
     add_training_bench_flags(dpo_bench, "dpo")
     dpo_bench.set_defaults(handler=_bench_dpo)
+
+    rl_bench = bench.add_parser(
+        "rl",
+        help="RL step: generation / reward / update seconds, plain PyTorch loop vs Ray Train",
+    )
+    rl_bench.add_argument("--prompts", type=int, default=64, help="constrained instructions")
+    rl_bench.add_argument("--size", choices=["tiny", "small", "0.5b"], default="tiny")
+    rl_bench.add_argument("--prompts-per-step", type=int, default=8)
+    rl_bench.add_argument("--samples-per-prompt", type=int, default=4)
+    rl_bench.add_argument("--max-new-tokens", type=int, default=32)
+    rl_bench.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: add the GPU section"
+    )
+    add_training_bench_flags(rl_bench, "rl")
+    rl_bench.set_defaults(handler=_bench_rl, steps=40, warmup_steps=10)

@@ -100,6 +100,7 @@ def train_loop(config: dict[str, Any]) -> None:
         log.scalars(0, prefixed("validation/", start), CONSOLE)
 
     per_rank = recipe.rollout.prompts_per_step // world
+    finished = time.perf_counter()
     for step, global_rows in global_batches(
         ray.train.get_dataset_shard("train"), plan, recipe, progress.step
     ):
@@ -113,6 +114,8 @@ def train_loop(config: dict[str, Any]) -> None:
         sums, batch = rl_step(
             worker, reference, rewards, tokenizer, recipe, plan, mine, step, sampler
         )
+        # The step's wall time with reading its batch (logging and evaluations left out).
+        sums["time/wall_s"] = time.perf_counter() - finished
         progress.step = step + 1
         progress.tokens_seen += int(sums["completion_tokens"])
         for line in failure_lines(batch):
@@ -137,6 +140,7 @@ def train_loop(config: dict[str, Any]) -> None:
             metrics["score"] = -metrics.get("val_reward", metrics["train_reward"])
             metrics["tokens_seen"] = progress.tokens_seen
             save_and_report(worker, tokenizer, recipe, plan, metrics)
+        finished = time.perf_counter()
     rewards.close()
     log.close()
 
@@ -396,6 +400,8 @@ def step_means(total: dict[str, float]) -> dict[str, float]:
     # The slowest rank sets the pace: times are per rank, shown as their mean.
     for key in ("time/generation_s", "time/reward_s", "time/update_s", "time/step_s"):
         out[key] = total[key] / ranks
+    if "time/wall_s" in total:
+        out["time/wall_s"] = total["time/wall_s"] / ranks
     out["train/tokens_per_s"] = total["completion_tokens"] / max(out["time/step_s"], 1e-9) / ranks
     out |= reward_means(total, prefix="reward/")
     return out
