@@ -203,11 +203,15 @@ def _bench_rl(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_training_bench_flags(parser: argparse.ArgumentParser, method: str) -> None:
-    """The flags ``bench sft`` and ``bench dpo`` share: steps and their windows, the Ray
-    worker's CPUs, whether to run Ray Train, where to work, the seed and the JSON report."""
+def add_training_bench_flags(
+    parser: argparse.ArgumentParser, method: str, windows: bool = True
+) -> None:
+    """The flags ``bench sft``, ``bench dpo`` and ``bench rl`` share: steps (and, with
+    ``windows``, their tokens/s windows; ``bench rl`` times every step), the Ray worker's
+    CPUs, whether to run Ray Train, where to work, the seed and the JSON report."""
     parser.add_argument("--steps", type=int, default=120, help="per loop, warm-up included")
-    parser.add_argument("--log-every-steps", type=int, default=10, help="the tokens/s window")
+    if windows:
+        parser.add_argument("--log-every-steps", type=int, default=10, help="the tokens/s window")
     parser.add_argument("--warmup-steps", type=int, default=20, help="not timed, every side")
     parser.add_argument(
         "--cpus", type=int, default=os.cpu_count() or 1, help="Ray worker CPUs = torch threads"
@@ -393,7 +397,10 @@ def add_bench_commands(commands: Any) -> None:
     rl_bench.add_argument("--samples-per-prompt", type=int, default=4)
     rl_bench.add_argument("--max-new-tokens", type=int, default=32)
     rl_bench.add_argument(
-        "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: add the GPU section"
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="auto: the GPU and vLLM sections when torch sees CUDA, skipped with a note otherwise",
     )
-    add_training_bench_flags(rl_bench, "rl")
+    add_training_bench_flags(rl_bench, "rl", windows=False)
     rl_bench.set_defaults(handler=_bench_rl, steps=40, warmup_steps=10)
