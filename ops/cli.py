@@ -137,19 +137,30 @@ def _train_rl(args: argparse.Namespace) -> int:
 
 
 def _eval_ifeval(args: argparse.Namespace) -> int:
-    from train.evaluate_ifeval import check_sample, evaluate_ifeval, prompt_format, report_lines
+    from train.evaluate_ifeval import (
+        METRICS_FILE,
+        RESPONSES_FILE,
+        check_constraints,
+        evaluate_ifeval,
+        prompt_source,
+        report_lines,
+    )
     from train.generate import resolve_checkpoint
 
-    # Everything that needs no Ray first: the checkpoint, the prompts' shape, their kinds.
-    resolve_checkpoint(args.checkpoint)
-    shape, encoding = prompt_format(args.prompts)
-    check_sample(args.prompts, shape, encoding)
+    # Everything that needs no Ray first: the checkpoint, the prompts' shape, every constraint.
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    source = prompt_source(args.prompts)
+    kinds = check_constraints(source)
+    print(
+        f"{args.prompts}: {source.shape} prompts, {sum(kinds.values())} constraints "
+        f"of {len(kinds)} kinds; answering with {checkpoint}"
+    )
     from ops.cluster import connect
 
     connect(args.address, progress_bars=not args.no_progress)
     report = evaluate_ifeval(
-        args.checkpoint,
-        args.prompts,
+        checkpoint,
+        source,
         output=args.output,
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
@@ -157,8 +168,20 @@ def _eval_ifeval(args: argparse.Namespace) -> int:
     )
     print("\n".join(report_lines(report)))
     if args.output:
-        print(f"metrics: {args.output}/ifeval.json; responses: {args.output}/responses")
+        metrics = posixpath.join(args.output, METRICS_FILE)
+        print(f"metrics: {metrics}; responses: {posixpath.join(args.output, RESPONSES_FILE)}")
     return 0
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: needs a whole number of at least 1")
+    return value
 
 
 def _train_tiny_model(args: argparse.Namespace) -> int:
@@ -316,9 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="records with constraints (the constrain stage's output), or IFEval's "
         "prompt/instruction_id_list/kwargs rows (JSONL or Parquet)",
     )
-    ifeval.add_argument("--output", help="directory for ifeval.json and the responses")
-    ifeval.add_argument("--max-new-tokens", type=int, default=256)
-    ifeval.add_argument("--batch-size", type=int, default=16)
+    ifeval.add_argument(
+        "--output", help="directory for ifeval.json (metrics) and responses.parquet"
+    )
+    ifeval.add_argument("--max-new-tokens", type=positive_int, default=256)
+    ifeval.add_argument(
+        "--batch-size", type=positive_int, default=16, help="prompts per generate call"
+    )
     ifeval.add_argument("--gpu", action="store_true", help="one GPU per generation actor")
     ifeval.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
     ifeval.add_argument("--no-progress", action="store_true")
