@@ -43,6 +43,7 @@ from typing import Any
 
 import py3langid as langid
 
+from pipeline.constraints import CONSTRAINED_RESPONSE_OPTIONS, KINDS, RELATIONS
 from train.rewards.text import (
     count_sentences,
     count_words,
@@ -54,37 +55,9 @@ from train.rewards.text import (
 
 Details = dict[str, float | int | str | bool]
 
-RELATIONS = ("less than", "at least")
 MIN_LETTERS_TO_CLASSIFY = 10  # below this py3langid guesses (see the module docstring)
-CONSTRAINED_RESPONSES = ("My answer is yes.", "My answer is no.", "My answer is maybe.")
-
-KINDS = (
-    "keywords:existence",
-    "keywords:frequency",
-    "keywords:forbidden_words",
-    "keywords:letter_frequency",
-    "language:response_language",
-    "length_constraints:number_sentences",
-    "length_constraints:number_paragraphs",
-    "length_constraints:number_words",
-    "length_constraints:nth_paragraph_first_word",
-    "detectable_content:number_placeholders",
-    "detectable_content:postscript",
-    "detectable_format:number_bullet_lists",
-    "detectable_format:constrained_response",
-    "detectable_format:number_highlighted_sections",
-    "detectable_format:multiple_sections",
-    "detectable_format:json_format",
-    "detectable_format:title",
-    "combination:two_responses",
-    "combination:repeat_prompt",
-    "startend:end_checker",
-    "startend:quotation",
-    "change_case:capital_word_frequency",
-    "change_case:english_capital",
-    "change_case:english_lowercase",
-    "punctuation:no_comma",
-)
+# The kinds and their fixed phrases are the data engine's (pipeline.constraints attaches them).
+CONSTRAINED_RESPONSES = CONSTRAINED_RESPONSE_OPTIONS
 
 # The argument keys of each kind, as in IFEval's input_data.jsonl kwargs.
 ARG_KEYS: dict[str, tuple[str, ...]] = {
