@@ -227,6 +227,44 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from ops.serve import API_KEY_ENV, ServeError, checkpoint_problem, make_server
+
+    problem = checkpoint_problem(args.checkpoint)  # before torch is imported
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        server = make_server(
+            args.checkpoint,
+            args.host,
+            args.port,
+            served_model_name=args.served_model_name,
+            device=args.device,
+            dtype=args.dtype,
+            api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+            max_tokens_limit=args.max_tokens_limit,
+            log_requests=not args.quiet,
+        )
+    except (ServeError, OSError) as error:  # a bad device or dtype, a port in use
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    model = server.model
+    print(
+        f"serving {server.model_name} ({model.device}, {model.dtype}) at {server.url}", flush=True
+    )
+    print("Ctrl+C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def add_training_command(
     train: Any, name: str, help_text: str, handler: Callable[[argparse.Namespace], int]
 ) -> None:
@@ -350,6 +388,29 @@ def build_parser() -> argparse.ArgumentParser:
     ifeval.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
     ifeval.add_argument("--no-progress", action="store_true")
     ifeval.set_defaults(handler=_eval_ifeval)
+
+    from ops.serve import DEFAULT_MAX_TOKENS_LIMIT, DTYPES
+
+    serve = commands.add_parser(
+        "serve", help="an OpenAI-compatible chat-completions server for a local checkpoint"
+    )
+    serve.add_argument("checkpoint", help="a transformers checkpoint directory")
+    serve.add_argument("--host", default="127.0.0.1", help="default loopback only")
+    serve.add_argument("--port", type=int, default=8000, help="0: any free port")
+    serve.add_argument("--served-model-name", help="default: the checkpoint directory's name")
+    serve.add_argument("--device", help="cuda, cuda:1, cpu... (default: cuda when available)")
+    serve.add_argument("--dtype", choices=DTYPES, default="auto")
+    serve.add_argument(
+        "--api-key", help="require 'Authorization: Bearer KEY' (or INSTRUCTFLOW_SERVE_API_KEY)"
+    )
+    serve.add_argument(
+        "--max-tokens-limit",
+        type=positive_int,
+        default=DEFAULT_MAX_TOKENS_LIMIT,
+        help="the most tokens a request may generate per choice (its default max_tokens)",
+    )
+    serve.add_argument("--quiet", action="store_true", help="do not log every request")
+    serve.set_defaults(handler=_serve)
 
     from ops.quality import add_quality_commands
 
