@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pipeline.config import RecipeError
+from pipeline.config import Problem, RecipeError
 
 
 def _data_validate(args: argparse.Namespace) -> int:
@@ -41,14 +41,42 @@ def _data_run(args: argparse.Namespace) -> int:
     if resumed:
         start = resumed["from"] or "the start (no checkpoint was complete)"
         print(f"\nresumed from {start}; {resumed['shards_reused']} staged shards reused")
+    created = conservation.get("created", 0)
     print(
-        f"\ninput {conservation['input']} -> output {conservation['output']}, "
+        f"\ninput {conservation['input']}"
+        + (f" + created {created}" if created else "")
+        + f" -> output {conservation['output']}, "
         f"rejects {conservation['rejects']}, quarantine {conservation['quarantine']}"
     )
+    for stage in outcome.stats["stages"]:
+        if stage.get("created"):
+            print(
+                f"  {stage['stage']}: created {stage['created']}; dropped by reason "
+                f"{json.dumps(stage['dropped'], sort_keys=True)}"
+            )
     print(f"shards:  {posixpath.join(outcome.output_path, 'data')}/")
     print(f"report:  {posixpath.join(outcome.output_path, 'report.html')}")
     print(f"inspect: instructflow data inspect {outcome.output_path}")
     return 0
+
+
+# The stages that make new records with a model; `data generate` wants at least one.
+GENERATING_STAGES = ("self_instruct", "evol_instruct", "answer", "describe_to_instruction")
+
+
+def _data_generate(args: argparse.Namespace) -> int:
+    from ops.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.set)
+    if not any(spec.name in GENERATING_STAGES for spec in recipe.stages):
+        problem = Problem(
+            path="stages",
+            message=f"no stage generates; `data generate` needs one of {list(GENERATING_STAGES)} "
+            "(a recipe without them is `data run`)",
+            value=[spec.name for spec in recipe.stages],
+        )
+        raise RecipeError([problem], source=args.recipe)
+    return _data_run(args)
 
 
 def _data_inspect(args: argparse.Namespace) -> int:
@@ -285,22 +313,8 @@ def add_training_command(
     command.set_defaults(handler=handler)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="instructflow", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    data = commands.add_parser("data", help="the data engine").add_subparsers(
-        dest="action", required=True
-    )
-    validate = data.add_parser("validate", help="validate a recipe without running it")
-    validate.add_argument("recipe")
-    validate.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
-    validate.add_argument(
-        "--no-preflight", action="store_true", help="check the recipe's shape only, not its paths"
-    )
-    validate.set_defaults(handler=_data_validate)
-
-    run = data.add_parser("run", help="run a recipe on Ray")
+def add_data_run_command(data: Any, verb: str, help_text: str) -> None:
+    run = data.add_parser(verb, help=help_text)
     run.add_argument("recipe")
     run.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
     run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
@@ -316,7 +330,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a killed run from its last checkpoint and the shards it staged",
     )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    run.set_defaults(handler=_data_run)
+    run.set_defaults(handler=_data_generate if verb == "generate" else _data_run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="instructflow", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="the data engine").add_subparsers(
+        dest="action", required=True
+    )
+    validate = data.add_parser("validate", help="validate a recipe without running it")
+    validate.add_argument("recipe")
+    validate.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    validate.add_argument(
+        "--no-preflight", action="store_true", help="check the recipe's shape only, not its paths"
+    )
+    validate.set_defaults(handler=_data_validate)
+
+    for verb, help_text in (
+        ("run", "run a recipe on Ray"),
+        ("generate", "run a recipe whose stages generate instructions (self_instruct, ...)"),
+    ):
+        add_data_run_command(data, verb, help_text)
 
     inspect = data.add_parser("inspect", help="summarise a finished run in the terminal")
     inspect.add_argument("output")
