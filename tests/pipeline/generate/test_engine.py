@@ -220,3 +220,39 @@ def test_vllm_is_refused_without_vllm_and_its_row_mapping_round_trips():
     back = vllm_completion_row({**mapped, "generated_text": "hello"}, "request", "completion")
     assert back["row"] == 1 and "messages" not in back
     assert decode_completion(back["completion"]).texts == ("hello",)
+
+
+def test_generating_through_instructflow_serve_with_429s_and_a_timeout(tiny_causal):
+    """`instructflow serve` on loopback, a busy spell (429) and a stall (timeout) injected:
+    the OpenAI backend retries through both and gets the local backend's greedy text."""
+    import threading
+    import time
+    from http import HTTPStatus
+
+    from ops.serve import ApiError, serve_in_thread
+
+    calls = {"n": 0}
+    lock = threading.Lock()
+
+    def intercept(method: str, path: str) -> None:
+        if method != "POST":
+            return
+        with lock:
+            calls["n"] += 1
+            call = calls["n"]
+        if call == 1:
+            raise ApiError(HTTPStatus.TOO_MANY_REQUESTS, "busy", code="rate_limit_exceeded")
+        if call == 2:
+            time.sleep(1.2)
+
+    handle = serve_in_thread(tiny_causal, served_model_name="tiny", intercept=intercept)
+    try:
+        config = BackendConfig(
+            kind="openai", model="tiny", base_url=handle.url, timeout_s=0.8, backoff_s=0.01
+        )
+        remote = build_backend(config).generate([ask(TEXTS[0], max_tokens=8)])[0]
+    finally:
+        handle.close()
+    local = build_backend(BackendConfig(model=tiny_causal)).generate([ask(TEXTS[0], max_tokens=8)])
+    assert remote.ok and remote.attempts == 3 and calls["n"] >= 3
+    assert remote.texts == local[0].texts
