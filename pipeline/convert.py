@@ -1,6 +1,7 @@
 """Format converters: one input record to the canonical schema, and back for export.
 
-Direct formats map fields: alpaca, sharegpt, messages (OpenAI), prompt_completion, dolly.
+Direct formats map fields: alpaca, sharegpt, messages (OpenAI), prompt_completion, dolly,
+self_instruct (Self-Instruct's seed tasks).
 Template formats (qa, classification, text) build the conversation from FLAN-style templates
 through a ``TemplateRenderer`` (``pipeline.templates``); this module only reads their fields.
 
@@ -30,6 +31,7 @@ FORMATS = (
     "text",
     "qa",
     "classification",
+    "self_instruct",
 )
 # Feedback formats: converted by ``pipeline.convert_pairs`` (one source record may give
 # several pairs); only their names and signatures live here, for detection.
@@ -77,6 +79,9 @@ _PAIR_SIGNATURES = (
     ("kto", ("messages", "label")),  # only with a true/false label
     ("kto", ("prompt", "completion", "label")),  # TRL's unpaired preference, likewise
 )
+# Detected on a full match only, so that a record with some of these keys is still reported
+# against the common formats it is more likely meant to be (an alpaca record missing output).
+_WHOLE_SIGNATURES = (("self_instruct", ("instruction", "instances")),)
 ROUNDTRIP_KEY = "_roundtrip"
 SHADOWED_KEY = "_shadowed"
 _SIGNATURES = (
@@ -193,6 +198,9 @@ def detect_format(value: dict[str, Any] | str, columns: Mapping[str, str] | None
         names = [columns.get(name, name) for name in needed]
         if all(name in value for name in names) and _shape_fits(fmt, value, names):
             return fmt
+    for fmt, needed in _WHOLE_SIGNATURES:
+        if all(columns.get(name, name) in value for name in needed):
+            return fmt
     keys = [[columns.get(name, name) for name in needed] for _, needed in _SIGNATURES]
     present = [sum(key in value for key in needed) for needed in keys]
     for (fmt, _), count, needed in zip(_SIGNATURES, present, keys, strict=True):
@@ -308,6 +316,25 @@ def _dolly(source: SourceRecord, role_tags: Mapping[str, str]) -> _Parts:
     category = source.optional("category", "", shown_when_empty=True)
     messages = [message("user", instruction), message("assistant", response)]
     return _Parts(messages, context=context, task=category)
+
+
+def _self_instruct(source: SourceRecord, role_tags: Mapping[str, str]) -> _Parts:
+    """A Self-Instruct seed task: the instruction, with its first instance's input as context
+    and output as the reply. ``id``, ``name`` and ``is_classification`` stay in meta as
+    unconsumed keys; further instances go there too, as ``instances``."""
+    instruction = source.take("instruction")
+    instances = source.take("instances", list)
+    if not instances:
+        raise ConversionError("convert.no_reply", f"{source.key('instances')!r} is empty")
+    first = instances[0]
+    where = f"{source.key('instances')}[0]"
+    if not isinstance(first, dict):
+        raise ConversionError("convert.wrong_type", f"{where} is a {type(first).__name__}")
+    output = _typed(_required(first, "output", where), str, f"{where}.output")
+    context = _typed(first.get("input") or "", str, f"{where}.input")
+    meta = {"instances": instances[1:]} if len(instances) > 1 else {}
+    messages = [message("user", instruction), message("assistant", output)]
+    return _Parts(messages, context=context, meta=meta)
 
 
 def _prompt_completion(source: SourceRecord, role_tags: Mapping[str, str]) -> _Parts:
@@ -445,4 +472,5 @@ _CONVERTERS: dict[str, Callable[[SourceRecord, Mapping[str, str]], _Parts]] = {
     "messages": _messages,
     "prompt_completion": _prompt_completion,
     "dolly": _dolly,
+    "self_instruct": _self_instruct,
 }
