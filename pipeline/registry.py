@@ -26,6 +26,10 @@ def _stages() -> dict[str, type[Stage] | type[GlobalStage]]:
     from pipeline.filters.refusal import RefusalFilter
     from pipeline.filters.repetition import RepetitionFilter
     from pipeline.filters.stopwords import StopwordFilter
+    from pipeline.generate.answer import Answer
+    from pipeline.generate.describe import DescribeToInstruction
+    from pipeline.generate.evol_instruct import EvolInstruct
+    from pipeline.generate.self_instruct import SelfInstruct
     from pipeline.ifd import InstructionFollowingDifficulty
     from pipeline.labels import LabelRecords
     from pipeline.pii import RedactPII
@@ -52,6 +56,10 @@ def _stages() -> dict[str, type[Stage] | type[GlobalStage]]:
         InstructionFollowingDifficulty,
         BackTranslate,
         RuleAugment,
+        SelfInstruct,
+        DescribeToInstruction,
+        EvolInstruct,
+        Answer,
         Sample,
         Split,
         Constrain,
