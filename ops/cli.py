@@ -257,6 +257,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import os
+    import signal
+    import threading
 
     from ops.serve import API_KEY_ENV, ServeError, checkpoint_problem, make_server
 
@@ -279,18 +281,27 @@ def _serve(args: argparse.Namespace) -> int:
     except (ServeError, OSError) as error:  # a bad device or dtype, a port in use
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+    def stop(signum: int, frame: Any) -> None:
+        # shutdown() waits for serve_forever's loop, so it runs off the main thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    # Before the address is printed: whoever reads it may signal at once.
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     model = server.model
     print(
         f"serving {server.model_name} ({model.device}, {model.dtype}) at {server.url}", flush=True
     )
     print("Ctrl+C stops", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+
+    server.serve_forever()
+    server.server_close()
+    print("stopped", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    # Nothing is left to clean up; skipping the interpreter's teardown avoids native
+    # libraries' thread pools aborting the process at exit (seen as SIGABRT on CI).
+    os._exit(0)
 
 
 def add_training_command(

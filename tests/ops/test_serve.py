@@ -327,7 +327,8 @@ def test_the_cli_serves_until_interrupted(checkpoints, tmp_path):
         status, health = call(url.removesuffix("/v1"), "/health")
         assert status == 200 and health["model"] == "tiny-causal"
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        assert process.wait(timeout=30) == 0, (tmp_path / "stderr.txt").read_text()
+        assert "stopped" in (tmp_path / "stderr.txt").read_text()
     finally:
         if process.poll() is None:
             process.kill()
