@@ -32,6 +32,7 @@ def _stages() -> dict[str, type[Stage] | type[GlobalStage]]:
     from pipeline.generate.self_instruct import SelfInstruct
     from pipeline.ifd import InstructionFollowingDifficulty
     from pipeline.labels import LabelRecords
+    from pipeline.novelty import Novelty
     from pipeline.pii import RedactPII
     from pipeline.quality import QualityFilter
     from pipeline.sample import Sample
@@ -50,6 +51,7 @@ def _stages() -> dict[str, type[Stage] | type[GlobalStage]]:
         BlocklistFilter,
         ExactDedup,
         NearDedup,
+        Novelty,
         Decontaminate,
         LabelRecords,
         QualityFilter,

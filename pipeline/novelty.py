@@ -1,0 +1,556 @@
+"""Novelty: Self-Instruct's ROUGE-L filter, distributed and sub-quadratic.
+
+Self-Instruct (and Alpaca's generator after it) keeps a new instruction only when its ROUGE-L
+F-measure with every instruction kept so far is below a threshold (0.7): a greedy pass in
+generation order, comparing each newcomer with every keeper, O(n x kept), in one process.
+Here the decisions are the same (the same kept set, up to LSH misses, measured by ``instructflow
+bench novelty``), found without the all-pairs scan:
+
+    rows --tokens, MinHash of indexed tokens--> bands (band, uid, rank, tokens)
+      --hash shuffle on band--> buckets: each pair of a bucket checked with exact ROUGE-L
+      --> edges (earlier, later, similarity) at or above the threshold
+      --connected components (pipeline.components)--> per component, the greedy pass on its
+      edges alone: a row is dropped when an earlier *kept* row is similar, else kept
+
+**Why MinHash finds the pairs.** ROUGE-L's tokens (lowercase ASCII letters and digits, as
+``rouge_score`` without a stemmer) are hashed with their occurrence number ("the#1", "the#2"),
+so a text is a set whose Jaccard similarity with another is the multiset one. A longest common
+subsequence of length L is common to both multisets, so with lengths a and b the overlap is at
+least L, and F = 2L / (a + b) >= t gives Jaccard >= t / (2 - t) (0.538 at 0.7). The LSH shape is
+chosen so that a pair at exactly that Jaccard becomes a candidate with probability
+``recall`` (0.995: 42 bands of 3 rows of 128 permutations at 0.7); real paraphrases sit well
+above the bound and are missed far less often. Candidates are never trusted: each pair is
+scored with exact ROUGE-L (bit-parallel LCS, Hyyro 2004), after the length bound
+F <= 2 min(a, b) / (a + b).
+
+**Why components give the greedy answer.** The greedy pass is the lexicographically first
+maximal independent set of the graph whose edges are the similar pairs, taken in rank order: a
+row's fate depends only on earlier rows it has an edge to, so each connected component is
+decided on its own, from its edges, in one task. Rows on no edge are kept without ever being
+compared.
+
+**Order and references.** ``rank`` orders the greedy pass (generation order in
+``self_instruct``; the keeper policy, then ``id``, then row uid in the ``novelty`` stage).
+Reference rows (``fixed``: a Self-Instruct round's task pool) are always kept, come before
+every other row and are never compared with each other.
+
+Memory: a bucket or a component is one task; the shuffle moves ``bands`` rows of a uid and the
+token hashes per text. Texts without tokens are never similar to anything (ROUGE-L 0).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from functools import partial
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import ray
+import xxhash
+from pydantic import Field
+
+from pipeline.components import connected_components
+from pipeline.dedup_keys import (
+    RANK_COLUMN,
+    UID_COLUMN,
+    KeeperPolicy,
+    KeyName,
+    alive,
+    keeper_rank,
+    key_texts,
+    row_uids,
+)
+from pipeline.distributed import count_alive, grouped_blocks, mark_drops, partitions_for
+from pipeline.minhash import band_hashes, permutations
+from pipeline.stage import GlobalContext, GlobalStage, StageConfig
+
+STAGE = "novelty"
+TOO_SIMILAR = "novelty.too_similar"
+DROP_REASONS = (TOO_SIMILAR,)
+ROUGE_TOKEN = re.compile(r"[a-z0-9]+")
+NOVELTY_SEED = 0x5E1F_1A57
+FIXED_COLUMN = "_fixed"
+TOKENS_COLUMN = "_tokens"
+TEXT_COLUMN = "text"
+BAND_COLUMN = "_band"
+# Rows whose MinHash is computed at a time: (num_perm x tokens) uint64 products stay small.
+SIGNATURE_SLICE_ROWS = 1024
+# Similar pairs up to this many (about 80 bytes each) are resolved in one task, as near
+# dedup clusters its small candidate graphs.
+SINGLE_TASK_MAX_EDGES = 2_000_000
+
+PROBE_SCHEMA = pa.schema(
+    [
+        pa.field(UID_COLUMN, pa.int64()),
+        pa.field("id", pa.string()),
+        pa.field(RANK_COLUMN, pa.float64()),
+        pa.field(FIXED_COLUMN, pa.bool_()),
+        pa.field(TEXT_COLUMN, pa.string()),
+    ]
+)
+BAND_SCHEMA = pa.schema(
+    [
+        pa.field(BAND_COLUMN, pa.uint64()),
+        pa.field(UID_COLUMN, pa.int64()),
+        pa.field("id", pa.string()),
+        pa.field(RANK_COLUMN, pa.float64()),
+        pa.field(FIXED_COLUMN, pa.bool_()),
+        pa.field(TOKENS_COLUMN, pa.binary()),
+    ]
+)
+# An edge runs from the earlier row (u) to the later (v); the later one's fate depends on it.
+SIMILAR_SCHEMA = pa.schema(
+    [
+        pa.field("u", pa.int64()),
+        pa.field("v", pa.int64()),
+        pa.field("similarity", pa.float64()),
+        pa.field("u_id", pa.string()),
+        pa.field("u_rank", pa.float64()),
+        pa.field("u_fixed", pa.bool_()),
+        pa.field("v_id", pa.string()),
+        pa.field("v_rank", pa.float64()),
+    ]
+)
+LOSER_SCHEMA = pa.schema(
+    [
+        pa.field(UID_COLUMN, pa.int64()),
+        pa.field("similar_to", pa.string()),
+        pa.field("similarity", pa.float64()),
+    ]
+)
+
+
+# ----- exact ROUGE-L ----------------------------------------------------------------------
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """ROUGE's default tokens (``rouge_score``, no stemmer): lowercase ASCII letters and digits."""
+    return ROUGE_TOKEN.findall(text.lower())
+
+
+def token_ids(tokens: Sequence[str]) -> np.ndarray:
+    """A 64-bit hash per token: LCS on these equals LCS on the tokens (barring a collision,
+    about 1e-17 per pair of distinct tokens)."""
+    return np.array([xxhash.xxh3_64_intdigest(token.encode()) for token in tokens], dtype=np.uint64)
+
+
+def lcs_length(first: Sequence[Any], second: Sequence[Any]) -> int:
+    """Length of the longest common subsequence, bit-parallel over ``first`` (Hyyro 2004,
+    "Bit-parallel LCS-length computation revisited"): one pass over ``second``, each step a
+    few big-integer operations on a |first|-bit vector."""
+    if not first or not second:
+        return 0
+    if len(second) > len(first):
+        first, second = second, first
+    masks: dict[Any, int] = {}
+    for index, token in enumerate(first):
+        masks[token] = masks.get(token, 0) | (1 << index)
+    full = (1 << len(first)) - 1
+    vector = full
+    for token in second:
+        matched = vector & masks.get(token, 0)
+        vector = ((vector + matched) | (vector - matched)) & full
+    return len(first) - vector.bit_count()
+
+
+def rouge_l(first: Sequence[Any], second: Sequence[Any]) -> float:
+    """ROUGE-L F-measure of two token sequences (``rouge_score``'s, beta 1)."""
+    common = lcs_length(first, second)
+    if common == 0:
+        return 0.0
+    return 2.0 * common / (len(first) + len(second))
+
+
+def could_reach(first_length: int, second_length: int, threshold: float) -> bool:
+    """F <= 2 min / (a + b): pairs this rules out need no LCS."""
+    total = first_length + second_length
+    return total > 0 and 2.0 * min(first_length, second_length) >= threshold * total - 1e-12
+
+
+def jaccard_bound(threshold: float) -> float:
+    """The Jaccard similarity of indexed-token sets that a ROUGE-L F of ``threshold`` implies."""
+    return threshold / (2.0 - threshold)
+
+
+def lsh_shape(threshold: float, num_perm: int, recall: float) -> tuple[int, int]:
+    """(bands, rows), bands x rows <= num_perm: the most rows (fewest false candidates) whose
+    S-curve still reaches ``recall`` at the Jaccard bound of ``threshold``."""
+    bound = jaccard_bound(threshold)
+    for rows in range(num_perm, 0, -1):
+        bands = num_perm // rows
+        if 1.0 - (1.0 - bound**rows) ** bands >= recall:
+            return bands, rows
+    raise ValueError(
+        f"num_perm {num_perm} cannot reach recall {recall} at ROUGE-L {threshold} "
+        f"(Jaccard {bound:.3f}); raise num_perm or lower recall"
+    )
+
+
+# ----- the greedy pass, in one process ----------------------------------------------------
+
+
+def greedy_all_pairs(
+    token_lists: Sequence[Sequence[Any]], threshold: float
+) -> tuple[np.ndarray, int]:
+    """The Self-Instruct / Alpaca filter: in order, keep a text when its ROUGE-L with every
+    text kept so far is below ``threshold``. Returns (kept mask, comparisons made)."""
+    kept_mask = np.zeros(len(token_lists), dtype=bool)
+    kept: list[Sequence[Any]] = []
+    comparisons = 0
+    for index, tokens in enumerate(token_lists):
+        comparisons += len(kept)
+        if all(rouge_l(tokens, other) < threshold for other in kept):
+            kept.append(tokens)
+            kept_mask[index] = True
+    return kept_mask, comparisons
+
+
+def greedy_exact_index(
+    token_lists: Sequence[Sequence[Any]], threshold: float
+) -> tuple[np.ndarray, int]:
+    """The same kept set as ``greedy_all_pairs``, exactly, through prefix filtering: a pair at
+    ROUGE-L >= t shares at least t * n / (2 - t) indexed tokens of a text of n tokens, so under
+    one global token order the first n - that + 1 tokens of each text intersect. Only kept
+    texts are indexed. Returns (kept mask, ROUGE-L computations made)."""
+    indexed = [indexed_tokens(tokens) for tokens in token_lists]
+    frequency: dict[Any, int] = {}
+    for tokens in indexed:
+        for token in tokens:
+            frequency[token] = frequency.get(token, 0) + 1
+    postings: dict[Any, list[int]] = {}
+    kept_mask = np.zeros(len(token_lists), dtype=bool)
+    computed = 0
+    for index, (tokens, items) in enumerate(zip(token_lists, indexed, strict=True)):
+        prefix = prefix_of(items, frequency, threshold)
+        candidates = {other for token in prefix for other in postings.get(token, ())}
+        similar = False
+        for other in sorted(candidates):
+            if not could_reach(len(tokens), len(token_lists[other]), threshold):
+                continue
+            computed += 1
+            if rouge_l(tokens, token_lists[other]) >= threshold:
+                similar = True
+                break
+        if not similar and tokens:
+            kept_mask[index] = True
+            for token in prefix:
+                postings.setdefault(token, []).append(index)
+        elif not tokens:
+            kept_mask[index] = True
+    return kept_mask, computed
+
+
+def indexed_tokens(tokens: Iterable[Any]) -> list[tuple[Any, int]]:
+    seen: dict[Any, int] = {}
+    items = []
+    for token in tokens:
+        seen[token] = seen.get(token, 0) + 1
+        items.append((token, seen[token]))
+    return items
+
+
+def prefix_of(
+    items: list[tuple[Any, int]], frequency: dict[Any, int], threshold: float
+) -> list[tuple[Any, int]]:
+    if not items:
+        return []
+    need = math.ceil(threshold * len(items) / (2.0 - threshold) - 1e-9)
+    ordered = sorted(items, key=lambda item: (frequency[item], str(item)))
+    return ordered[: len(items) - max(need, 1) + 1]
+
+
+# ----- MinHash of indexed tokens ----------------------------------------------------------
+
+
+def indexed_hashes(ids: np.ndarray) -> np.ndarray:
+    """Token hashes with their occurrence number mixed in: a multiset as a set."""
+    if ids.size == 0:
+        return ids
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.r_[0, np.flatnonzero(sorted_ids[1:] != sorted_ids[:-1]) + 1]
+    run = np.arange(ids.size) - np.repeat(starts, np.diff(np.r_[starts, ids.size]))
+    occurrence = np.empty(ids.size, dtype=np.uint64)
+    occurrence[order] = run.astype(np.uint64)
+    return mix64(ids ^ (occurrence * np.uint64(0x9E3779B97F4A7C15)))
+
+
+def mix64(values: np.ndarray) -> np.ndarray:
+    values = values ^ (values >> np.uint64(33))
+    values = values * np.uint64(0xFF51AFD7ED558CCD)
+    values = values ^ (values >> np.uint64(33))
+    values = values * np.uint64(0xC4CEB9FE1A85EC53)
+    return values ^ (values >> np.uint64(33))
+
+
+def signatures_of(id_lists: Sequence[np.ndarray], num_perm: int, seed: int) -> np.ndarray:
+    """(n, num_perm) MinHash of each text's indexed-token set; every text has a token."""
+    a, b = permutations(num_perm, seed ^ NOVELTY_SEED)
+    out = np.empty((len(id_lists), num_perm), dtype=np.uint64)
+    for start in range(0, len(id_lists), SIGNATURE_SLICE_ROWS):
+        part = [indexed_hashes(ids) for ids in id_lists[start : start + SIGNATURE_SLICE_ROWS]]
+        lengths = np.array([len(ids) for ids in part])
+        values = np.concatenate(part)
+        with np.errstate(over="ignore"):
+            hashed = values[None, :] * a[:, None] + b[:, None]
+        offsets = np.r_[0, np.cumsum(lengths)[:-1]]
+        out[start : start + len(part)] = np.minimum.reduceat(hashed, offsets, axis=1).T
+    return out
+
+
+def band_table(probes: pa.Table, *, bands: int, rows: int, num_perm: int, seed: int) -> pa.Table:
+    """Probe rows -> one row per (row, band) for the shuffle; rows without tokens are left out."""
+    texts = probes.column(TEXT_COLUMN).to_pylist()
+    id_lists = [token_ids(rouge_tokens(text or "")) for text in texts]
+    usable = np.array([len(ids) > 0 for ids in id_lists], dtype=bool)
+    if not usable.any():
+        return BAND_SCHEMA.empty_table()
+    probes = probes.filter(pa.array(usable))
+    id_lists = [ids for ids, use in zip(id_lists, usable, strict=True) if use]
+    hashes = band_hashes(signatures_of(id_lists, num_perm, seed), bands, rows)
+    repeat = np.repeat(np.arange(probes.num_rows), bands)
+    tokens = pa.array([ids.tobytes() for ids in id_lists], pa.binary())
+    return pa.table(
+        {
+            BAND_COLUMN: pa.array(hashes.reshape(-1), pa.uint64()),
+            UID_COLUMN: probes.column(UID_COLUMN).take(repeat),
+            "id": probes.column("id").take(repeat),
+            RANK_COLUMN: probes.column(RANK_COLUMN).take(repeat),
+            FIXED_COLUMN: probes.column(FIXED_COLUMN).take(repeat),
+            TOKENS_COLUMN: tokens.take(pa.array(repeat)),
+        },
+        schema=BAND_SCHEMA,
+    )
+
+
+# ----- buckets -> checked edges -----------------------------------------------------------
+
+
+def order_key(rank: float, ident: str, uid: int, fixed: bool) -> tuple[int, float, str, int]:
+    """The greedy order: references first, then rank, id and uid (smaller is earlier)."""
+    return (0 if fixed else 1, rank, ident, uid)
+
+
+def bucket_pairs(block: pa.Table, *, threshold: float) -> pa.Table:
+    """Every pair sharing a bucket in a block sorted by band, checked with exact ROUGE-L;
+    pairs of two references are skipped. One row per similar pair and shared band (the
+    component step dedupes)."""
+    if block.num_rows < 2:
+        return SIMILAR_SCHEMA.empty_table()
+    band = block.column(BAND_COLUMN).to_numpy()
+    starts = np.r_[0, np.flatnonzero(band[1:] != band[:-1]) + 1]
+    ends = np.r_[starts[1:], len(band)]
+    multi = np.flatnonzero(ends - starts >= 2)
+    if multi.size == 0:
+        return SIMILAR_SCHEMA.empty_table()
+    uids = block.column(UID_COLUMN).to_numpy()
+    idents = block.column("id").to_pylist()
+    ranks = block.column(RANK_COLUMN).to_numpy()
+    fixed = block.column(FIXED_COLUMN).to_numpy(zero_copy_only=False)
+    raw = block.column(TOKENS_COLUMN).to_pylist()
+    cache: dict[int, tuple[int, ...]] = {}
+
+    def tokens(row: int) -> tuple[int, ...]:
+        if row not in cache:
+            cache[row] = tuple(np.frombuffer(raw[row], dtype=np.uint64).tolist())
+        return cache[row]
+
+    out: dict[str, list[Any]] = {name: [] for name in SIMILAR_SCHEMA.names}
+    for group in multi:
+        members = range(starts[group], ends[group])
+        for left_index, left in enumerate(members):
+            for right in members[left_index + 1 :]:
+                if fixed[left] and fixed[right]:
+                    continue
+                first, second = tokens(left), tokens(right)
+                if not could_reach(len(first), len(second), threshold):
+                    continue
+                similarity = 1.0 if first == second else rouge_l(first, second)
+                if similarity < threshold:
+                    continue
+                ends_ = sorted(
+                    (left, right),
+                    key=lambda row: order_key(ranks[row], idents[row], uids[row], fixed[row]),
+                )
+                early, late = ends_
+                out["u"].append(int(uids[early]))
+                out["v"].append(int(uids[late]))
+                out["similarity"].append(similarity)
+                out["u_id"].append(idents[early])
+                out["u_rank"].append(float(ranks[early]))
+                out["u_fixed"].append(bool(fixed[early]))
+                out["v_id"].append(idents[late])
+                out["v_rank"].append(float(ranks[late]))
+    return pa.table(out, schema=SIMILAR_SCHEMA)
+
+
+# ----- components -> the greedy pass ------------------------------------------------------
+
+
+def component_losers(block: pa.Table) -> pa.Table:
+    """The greedy pass on each component of a block sorted by ``root``: a later row is a
+    loser when an earlier kept row is similar; its most similar kept row is named."""
+    if block.num_rows == 0:
+        return LOSER_SCHEMA.empty_table()
+    roots = block.column("root").to_numpy()
+    starts = np.r_[0, np.flatnonzero(roots[1:] != roots[:-1]) + 1]
+    ends = np.r_[starts[1:], len(roots)]
+    columns = {name: block.column(name).to_pylist() for name in SIMILAR_SCHEMA.names}
+    losers: dict[str, list[Any]] = {name: [] for name in LOSER_SCHEMA.names}
+    for start, end in zip(starts, ends, strict=True):
+        keys: dict[int, tuple[int, float, str, int]] = {}
+        earlier: dict[int, list[tuple[int, float]]] = {}
+        for row in range(start, end):
+            u, v = columns["u"][row], columns["v"][row]
+            keys[u] = order_key(
+                columns["u_rank"][row], columns["u_id"][row], u, columns["u_fixed"][row]
+            )
+            keys[v] = order_key(columns["v_rank"][row], columns["v_id"][row], v, False)
+            earlier.setdefault(v, []).append((u, columns["similarity"][row]))
+        names = {columns["u"][row]: columns["u_id"][row] for row in range(start, end)}
+        kept: set[int] = set()
+        for node in sorted(keys, key=keys.__getitem__):
+            if keys[node][0] == 0:  # a reference: always kept
+                kept.add(node)
+                continue
+            similar = [(uid, score) for uid, score in earlier.get(node, ()) if uid in kept]
+            if not similar:
+                kept.add(node)
+                continue
+            best, score = min(similar, key=lambda item: (-item[1], keys[item[0]]))
+            losers[UID_COLUMN].append(node)
+            losers["similar_to"].append(names[best])
+            losers["similarity"].append(score)
+    return pa.table(losers, schema=LOSER_SCHEMA)
+
+
+@ray.remote
+def losers_task(*tables: pa.Table) -> pa.Table:
+    edges = pa.concat_tables([table.cast(SIMILAR_SCHEMA) for table in tables])
+    return component_losers(
+        edges.append_column("root", pa.array(np.zeros(edges.num_rows, np.int64)))
+    )
+
+
+def similar_losers(
+    probes: Any,
+    *,
+    threshold: float,
+    num_perm: int,
+    recall: float,
+    seed: int,
+    num_partitions: int,
+    single_task_max_edges: int = SINGLE_TASK_MAX_EDGES,
+) -> Any:
+    """The rows of ``probes`` (PROBE_SCHEMA: uid, id, rank, fixed, text) the greedy ROUGE-L
+    filter drops: a materialized dataset of (uid, similar_to, similarity)."""
+    bands, rows = lsh_shape(threshold, num_perm, recall)
+    banded = probes.map_batches(
+        partial(band_table, bands=bands, rows=rows, num_perm=num_perm, seed=seed),
+        batch_format="pyarrow",
+    )
+    edges = grouped_blocks(
+        banded, BAND_COLUMN, partial(bucket_pairs, threshold=threshold), num_partitions
+    ).materialize()
+    count = edges.count()
+    if count == 0:
+        return ray.data.from_arrow(LOSER_SCHEMA.empty_table()).materialize()
+    if count <= single_task_max_edges:
+        # Few similar pairs (the usual case: only pairs at the threshold are edges): one
+        # task runs the greedy pass over all of them, without a components shuffle.
+        return ray.data.from_arrow_refs([losers_task.remote(*edges.to_arrow_refs())]).materialize()
+    labels, _ = connected_components(
+        edges.select_columns(["u", "v"]),
+        num_partitions,
+        single_task_max_edges=0,
+    )
+    rooted = edges.join(
+        labels.rename_columns({"node": "u"}),
+        join_type="inner",
+        num_partitions=num_partitions,
+        on=("u",),
+    )
+    return grouped_blocks(rooted, "root", component_losers, num_partitions).materialize()
+
+
+# ----- the stage --------------------------------------------------------------------------
+
+
+class NoveltyConfig(StageConfig):
+    # What is compared: the instruction (user turns), as Self-Instruct does, by default.
+    key: KeyName = "instruction"
+    threshold: float = Field(0.7, gt=0.0, lt=1.0)
+    num_perm: int = Field(128, ge=16, le=1024)
+    # Probability that a pair at the threshold's Jaccard bound becomes a candidate.
+    recall: float = Field(0.995, gt=0.0, lt=1.0)
+    # The greedy order: who counts as "earlier" (and so is kept) among similar rows.
+    keep: KeeperPolicy = "lowest_id"
+
+
+def probe_rows(batch: pa.Table, *, key: KeyName, keep: KeeperPolicy, file_index: dict) -> pa.Table:
+    batch = alive(batch)
+    return pa.table(
+        {
+            UID_COLUMN: pa.array(row_uids(batch, file_index), pa.int64()),
+            "id": batch.column("id"),
+            RANK_COLUMN: pa.array(keeper_rank(batch, keep), pa.float64()),
+            FIXED_COLUMN: pa.array(np.zeros(batch.num_rows, dtype=bool)),
+            TEXT_COLUMN: pa.array(key_texts(batch, key), pa.string()),
+        },
+        schema=PROBE_SCHEMA,
+    )
+
+
+class Novelty(GlobalStage):
+    """Drop rows too similar (ROUGE-L) to an earlier kept row, as ``novelty.too_similar``."""
+
+    name: ClassVar[str] = STAGE
+    Config: ClassVar[type[StageConfig]] = NoveltyConfig
+    drop_reasons: ClassVar[tuple[str, ...]] = DROP_REASONS
+    config: NoveltyConfig
+
+    def apply(self, dataset: Any, context: GlobalContext) -> Any:
+        config = self.config
+        partitions = partitions_for(dataset, context)
+        probes = dataset.map_batches(
+            partial(probe_rows, key=config.key, keep=config.keep, file_index=context.file_index),
+            batch_format="pyarrow",
+        )
+        losers = similar_losers(
+            probes,
+            threshold=config.threshold,
+            num_perm=config.num_perm,
+            recall=config.recall,
+            seed=context.seed,
+            num_partitions=partitions,
+        )
+        if losers.count() == 0:
+            return dataset.map_batches(
+                partial(count_alive, position=context.position, tally=context.tally),
+                batch_format="pyarrow",
+            )
+        return mark_drops(
+            dataset,
+            losers,
+            reason=TOO_SIMILAR,
+            detail_columns=("similar_to", "similarity"),
+            context=context,
+        )
+
+
+__all__ = [
+    "DROP_REASONS",
+    "Novelty",
+    "NoveltyConfig",
+    "TOO_SIMILAR",
+    "greedy_all_pairs",
+    "greedy_exact_index",
+    "lcs_length",
+    "lsh_shape",
+    "rouge_l",
+    "rouge_tokens",
+    "similar_losers",
+]
