@@ -45,6 +45,18 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/instructflow train rl examples/rl/rl.yaml --overwrite
 	HF_HUB_OFFLINE=1 $(BIN)/instructflow eval ifeval out/rl --prompts out/rl-prompts/data/test \
 		--output out/rl-eval --max-new-tokens 32 --no-progress
+	# Instruction generation: two Self-Instruct rounds from 16 seed tasks with the SFT model;
+	# then a tiny T5 learns (task description -> instruction) and writes instructions for new
+	# descriptions, which the SFT model answers. The text is poor; the printed counts add up
+	# (input + created = output + rejects), every failed parse or generation a reject.
+	HF_HUB_OFFLINE=1 $(BIN)/instructflow data generate examples/generate/self_instruct.yaml \
+		--overwrite --no-progress
+	$(BIN)/instructflow data run examples/generate/describe_data.yaml --overwrite --no-progress
+	HF_HUB_OFFLINE=1 $(BIN)/instructflow train tiny-model out/generate/descriptions out/tiny-t5 \
+		--kind seq2seq --arch t5
+	HF_HUB_OFFLINE=1 $(BIN)/instructflow train sft examples/generate/describe_sft.yaml --overwrite
+	HF_HUB_OFFLINE=1 $(BIN)/instructflow data generate examples/generate/describe.yaml \
+		--overwrite --no-progress
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
