@@ -117,6 +117,7 @@ SIMILAR_SCHEMA = pa.schema(
 LOSER_SCHEMA = pa.schema(
     [
         pa.field(UID_COLUMN, pa.int64()),
+        pa.field("id", pa.string()),
         pa.field("similar_to", pa.string()),
         pa.field("similarity", pa.float64()),
     ]
@@ -411,6 +412,7 @@ def component_losers(block: pa.Table) -> pa.Table:
             keys[v] = order_key(columns["v_rank"][row], columns["v_id"][row], v, False)
             earlier.setdefault(v, []).append((u, columns["similarity"][row]))
         names = {columns["u"][row]: columns["u_id"][row] for row in range(start, end)}
+        names.update({columns["v"][row]: columns["v_id"][row] for row in range(start, end)})
         kept: set[int] = set()
         for node in sorted(keys, key=keys.__getitem__):
             if keys[node][0] == 0:  # a reference: always kept
@@ -422,9 +424,27 @@ def component_losers(block: pa.Table) -> pa.Table:
                 continue
             best, score = min(similar, key=lambda item: (-item[1], keys[item[0]]))
             losers[UID_COLUMN].append(node)
+            losers["id"].append(names[node])
             losers["similar_to"].append(names[best])
             losers["similarity"].append(score)
     return pa.table(losers, schema=LOSER_SCHEMA)
+
+
+@ray.remote
+def block_rows(table: pa.Table) -> int:
+    return table.num_rows
+
+
+def with_rows_only(dataset: Any) -> Any:
+    """``dataset`` materialized without its empty blocks: Ray Data hands an empty block
+    through map_batches without calling the function, schema-less, and a shuffle then fails
+    to concatenate it with the others. Only a row count per block reaches the driver."""
+    refs = dataset.materialize().to_arrow_refs()
+    counts = ray.get([block_rows.remote(ref) for ref in refs])
+    kept = [ref for ref, count in zip(refs, counts, strict=True) if count]
+    return (
+        ray.data.from_arrow_refs(kept) if kept else ray.data.from_arrow(PROBE_SCHEMA.empty_table())
+    )
 
 
 @ray.remote
@@ -448,6 +468,7 @@ def similar_losers(
     """The rows of ``probes`` (PROBE_SCHEMA: uid, id, rank, fixed, text) the greedy ROUGE-L
     filter drops: a materialized dataset of (uid, similar_to, similarity)."""
     bands, rows = lsh_shape(threshold, num_perm, recall)
+    probes = with_rows_only(probes)
     banded = probes.map_batches(
         partial(band_table, bands=bands, rows=rows, num_perm=num_perm, seed=seed),
         batch_format="pyarrow",

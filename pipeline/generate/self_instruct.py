@@ -13,8 +13,9 @@ input format, or any instruction corpus); they pass through unchanged. Then:
    as the paper does (length in words, blocklisted words, "Write a program", a leading
    punctuation mark or non-ASCII letter); survivors whose ROUGE-L with a pool instruction or
    an earlier survivor of the round reaches ``novelty_threshold`` are dropped
-   (``drop_similar``), and the novel ones join the pool. ``target`` stops the rounds once
-   that many instructions were kept.
+   (``drop_similar``: ``pipeline.novelty``'s MinHash-LSH candidates and exact ROUGE-L, not
+   the paper's scan of the whole pool), and the novel ones join the pool. ``target`` stops
+   the rounds once that many instructions were kept.
 2. **Classification.** Each kept instruction is asked the paper's "Is it classification?"
    question; the answer must start with Yes or No.
 3. **Instances.** Output-first (class label, then input) for classification tasks,
@@ -43,7 +44,7 @@ Config keys (all but ``backend`` have defaults):
   ``stop`` (a blank line), ``n`` (1). Each request's seed comes from (recipe seed, round,
   prompt), so a deterministic backend gives the same bytes again.
 - Filters: ``min_words`` (4), ``max_words`` (150), ``blocklist``, ``english_only`` (true),
-  ``novelty_threshold`` (0.7).
+  ``novelty_threshold`` (0.7), ``novelty_num_perm`` (128), ``novelty_recall`` (0.995).
 - ``classify_max_tokens`` (3), ``instance_max_tokens`` (350), ``max_instances`` (5),
   ``max_instance_words`` (1000), both steps greedy as in the paper.
 - ``task`` ("self_instruct"): the created records' ``task``; ``batch_size`` (64) rows per
@@ -74,6 +75,7 @@ import xxhash
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.augment.selection import created_digest
+from pipeline.dedup_keys import RANK_COLUMN, UID_COLUMN
 from pipeline.distributed import report_counts, report_findings
 from pipeline.generate.backend import (
     BackendConfig,
@@ -95,6 +97,7 @@ from pipeline.generate.self_instruct_prompts import (
     parse_output_first,
     parse_task_list,
 )
+from pipeline.novelty import FIXED_COLUMN, PROBE_SCHEMA, TEXT_COLUMN, similar_losers
 from pipeline.schema import (
     UNSET_LATER,
     feedback_rows,
@@ -230,14 +233,6 @@ CANDIDATE_SCHEMA = pa.schema(
 )
 REQUEST_COLUMN = "request"
 COMPLETION_COLUMN = "completion"
-HIT_SCHEMA = pa.schema(
-    [
-        pa.field("ident", pa.string()),
-        pa.field("similarity", pa.float64()),
-        pa.field("match", pa.string()),
-    ]
-)
-ROUGE_TOKEN = re.compile(r"[a-z0-9]+")
 
 
 class SelfInstructConfig(StageConfig):
@@ -258,6 +253,8 @@ class SelfInstructConfig(StageConfig):
     blocklist: tuple[str, ...] = BLOCKLIST
     english_only: bool = True
     novelty_threshold: float = Field(0.7, gt=0.0, le=1.0)
+    novelty_num_perm: int = Field(128, ge=16, le=1024)
+    novelty_recall: float = Field(0.995, gt=0.0, lt=1.0)
     classify_max_tokens: int = Field(3, ge=1)
     instance_max_tokens: int = Field(350, ge=1)
     max_instances: int = Field(5, ge=1)
@@ -954,92 +951,74 @@ def summed_counts(dataset: Any, prefix: str) -> Counter:
 # ----- novelty ----------------------------------------------------------------------------
 
 
-def rouge_tokens(text: str) -> list[str]:
-    """ROUGE's default tokens (``rouge_score``, no stemmer): lowercase ASCII letters and digits."""
-    return ROUGE_TOKEN.findall(text.lower())
-
-
-def rouge_l(first: Sequence[str], second: Sequence[str]) -> float:
-    """ROUGE-L F-measure of two token lists: their longest common subsequence."""
-    if not first or not second:
-        return 0.0
-    previous = [0] * (len(second) + 1)
-    for token in first:
-        current = [0]
-        for index, other in enumerate(second):
-            current.append(
-                previous[index] + 1 if token == other else max(previous[index + 1], current[-1])
-            )
-        previous = current
-    common = previous[-1]
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(first), common / len(second)
-    return 2 * precision * recall / (precision + recall)
-
-
-def closest_in_block(
-    batch: pa.Table, *, probes: Sequence[tuple[str, str]], threshold: float
-) -> pa.Table:
-    """For each probe ``(ident, instruction)``, its most similar pool instruction in this
-    block when that reaches ``threshold``: ``(ident, similarity, match)`` rows."""
-    texts = batch.column("instruction").to_pylist()
-    tokens = [rouge_tokens(text) for text in texts]
-    hits = []
-    for ident, instruction in probes:
-        probe = rouge_tokens(instruction)
-        scores = [rouge_l(probe, other) for other in tokens]
-        if scores and max(scores) >= threshold:
-            best = min(range(len(scores)), key=lambda index: (-scores[index], texts[index]))
-            hits.append({"ident": ident, "similarity": scores[best], "match": texts[best]})
-    return pa.Table.from_pylist(hits, schema=HIT_SCHEMA)
-
-
 def drop_similar(
     pool: Any, candidates: Any, config: SelfInstructConfig, context: GlobalContext
 ) -> Any:
     """``candidates`` with each live one whose ROUGE-L against a pool instruction, or an
-    earlier live candidate of the round (prompt, choice, item order), reaches
-    ``novelty_threshold`` dropped as ``NOT_NOVEL``.
-
-    The pool side is one pass over the pool's blocks with the round's candidate texts (a
-    bounded list: prompts times replies) shipped to each; within the round the candidates are
-    compared with each other on the driver. Exact, and linear in the pool per round.
-    """
-    live = candidates.map_batches(live_rows, batch_format="pyarrow").select_columns(
-        ["ident", "instruction", "prompt", "choice", "item"]
+    earlier kept candidate of the round (prompt, choice, item order), reaches
+    ``novelty_threshold`` dropped as ``NOT_NOVEL``: the paper's greedy filter, found by
+    ``pipeline.novelty`` (MinHash-LSH candidates, exact ROUGE-L, the greedy pass per
+    component) instead of comparing each candidate with the whole pool."""
+    references = pool.map_batches(pool_probes, batch_format="pyarrow")
+    live = candidates.map_batches(live_rows, batch_format="pyarrow").map_batches(
+        candidate_probes, batch_format="pyarrow"
     )
-    probes = sorted(live.take_all(), key=lambda row: (row["prompt"], row["choice"], row["item"]))
-    if not probes:
+    losers = similar_losers(
+        references.union(live),
+        threshold=config.novelty_threshold,
+        num_perm=config.novelty_num_perm,
+        recall=config.novelty_recall,
+        seed=context.seed,
+        num_partitions=max(1, context.workers),
+    )
+    drops = {
+        row["id"]: {"similarity": round(row["similarity"], 4), "similar_to": row["similar_to"]}
+        for row in losers.iter_rows()
+    }  # at most the round's candidates: prompts times listed tasks
+    if not drops:
         return candidates
-    pairs = [(row["ident"], row["instruction"]) for row in probes]
-    found = pool.map_batches(
-        partial(closest_in_block, probes=pairs, threshold=config.novelty_threshold),
-        batch_size=config.batch_size * 16,
-        batch_format="pyarrow",
-    ).take_all()
-    drops: dict[str, dict[str, Any]] = {}
-    for hit in sorted(found, key=lambda hit: (hit["ident"], -hit["similarity"], hit["match"])):
-        drops.setdefault(hit["ident"], {"against": "pool", **novelty_detail(hit)})
-    kept: list[tuple[str, list[str]]] = []
-    for ident, instruction in pairs:
-        if ident in drops:
-            continue
-        probe = rouge_tokens(instruction)
-        scores = [(rouge_l(probe, tokens), text) for text, tokens in kept]
-        best = max(scores, default=(0.0, ""), key=lambda item: item[0])
-        if best[0] >= config.novelty_threshold:
-            drops[ident] = {
-                "against": "round",
-                **novelty_detail({"similarity": best[0], "match": best[1]}),
-            }
-        else:
-            kept.append((instruction, probe))
     return candidates.map_batches(partial(mark_not_novel, drops=drops), batch_format="pyarrow")
 
 
-def novelty_detail(hit: dict[str, Any]) -> dict[str, Any]:
-    return {"similarity": round(hit["similarity"], 4), "most_similar": hit["match"][:RAW_CHARS]}
+def ident_uids(idents: Sequence[str]) -> pa.Array:
+    return pa.array([xxhash.xxh3_64_intdigest(ident.encode()) >> 1 for ident in idents], pa.int64())
+
+
+def pool_probes(batch: pa.Table) -> pa.Table:
+    """Pool instructions as novelty references: always kept, never compared together."""
+    idents = batch.column("ident").to_pylist()
+    return pa.table(
+        {
+            UID_COLUMN: ident_uids(idents),
+            "id": idents,
+            RANK_COLUMN: pa.array([0.0] * batch.num_rows, pa.float64()),
+            FIXED_COLUMN: pa.array([True] * batch.num_rows),
+            TEXT_COLUMN: batch.column("instruction"),
+        },
+        schema=PROBE_SCHEMA,
+    )
+
+
+def candidate_probes(batch: pa.Table) -> pa.Table:
+    """A round's live candidates, ranked in (prompt, choice, item) order."""
+    idents = batch.column("ident").to_pylist()
+    order = zip(
+        batch.column("prompt").to_pylist(),
+        batch.column("choice").to_pylist(),
+        batch.column("item").to_pylist(),
+        strict=True,
+    )
+    ranks = [float((prompt << 32) | (choice << 16) | item) for prompt, choice, item in order]
+    return pa.table(
+        {
+            UID_COLUMN: ident_uids(idents),
+            "id": idents,
+            RANK_COLUMN: pa.array(ranks, pa.float64()),
+            FIXED_COLUMN: pa.array([False] * batch.num_rows),
+            TEXT_COLUMN: batch.column("instruction"),
+        },
+        schema=PROBE_SCHEMA,
+    )
 
 
 def mark_not_novel(batch: pa.Table, *, drops: dict[str, dict[str, Any]]) -> pa.Table:
