@@ -10,7 +10,11 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
 def test_readme_reason_table_is_the_code_vocabulary():
-    reason = r"`((?:read|convert|pair|filter|dedup|quality|augment|sample)\.[a-z0-9_]+)`"
+    prefixes = (
+        "read|convert|pair|filter|dedup|novelty|quality|augment|sample"
+        "|self_instruct|evol_instruct|answer|describe_to_instruction"
+    )
+    reason = rf"`((?:{prefixes})\.[a-z0-9_]+)`"
     documented = set(re.findall(reason, README))
     assert documented == set(INGEST_REASONS) | set(CONVERSION_REJECTS) | set(reason_owners())
 
