@@ -1,9 +1,9 @@
 """``instructflow serve CHECKPOINT``: a local transformers checkpoint behind OpenAI's HTTP API,
 for a chat UI, an eval harness or the generating stages' ``openai`` backend.
 
-    instructflow serve out/sft/checkpoints/best --port 8000 [--served-model-name tiny]
+    instructflow serve out/quickstart-sft --port 8000 --served-model-name tiny
     curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
-        -d '{"model": "best", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 32}'
+        -d '{"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 32}'
 
 From Python (tests, scripts): ``with serve_in_thread(path, port=0) as handle:`` gives
 ``handle.url`` (``http://127.0.0.1:PORT/v1``, what an OpenAI client takes as ``base_url``).
@@ -70,6 +70,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pipeline.generate.backend import resolve_training_output
+
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_CHOICES = 16
 MAX_STOP_STRINGS = 4  # OpenAI's limit
@@ -133,6 +135,7 @@ def bad_request(message: str, param: str) -> ApiError:
 
 def checkpoint_problem(path: str) -> str | None:
     """Why ``path`` cannot be loaded, without importing torch; None when it looks loadable."""
+    path = resolve_training_output(path)
     if not os.path.isdir(path):
         return f"{path}: no such checkpoint directory"
     if not os.path.isfile(os.path.join(path, "config.json")):
@@ -857,8 +860,9 @@ def make_server(
     intercept: Callable[[str, str], None] | None = None,
 ) -> Server:
     """Load ``checkpoint`` and bind the server (``port`` 0: a free one); not yet serving."""
-    model = ServedModel(checkpoint, device, dtype)
+    # The name is the directory given (a training output's, say), the model its checkpoint.
     name = served_model_name or os.path.basename(os.path.normpath(os.path.abspath(checkpoint)))
+    model = ServedModel(resolve_training_output(checkpoint), device, dtype)
     return Server(model, name, host, port, api_key, max_tokens_limit, log_requests, intercept)
 
 

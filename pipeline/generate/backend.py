@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from pipeline.stage import FilePath
 
@@ -94,6 +95,23 @@ def request_key(model: str, request: Request) -> str:
 
 
 BackendKind = Literal["transformers", "vllm", "openai"]
+TRAIN_SUMMARY = "train_summary.json"
+
+
+def resolve_training_output(path: str) -> str:
+    """A local ``instructflow train`` output directory stands for its best checkpoint (its
+    last without validation), as ``instructflow generate`` takes it; anything else (a
+    checkpoint directory, a hub id, an s3:// path) is returned as it is."""
+    summary = os.path.join(path, TRAIN_SUMMARY)
+    if "://" in path or not os.path.isfile(summary):
+        return path
+    with open(summary, encoding="utf-8") as file:
+        facts = json.load(file)
+    for which in ("best", "last"):
+        chosen = (facts.get(which) or {}).get("path")
+        if chosen and os.path.isdir(chosen):
+            return chosen
+    return path
 
 
 class BackendConfig(BaseModel):
@@ -102,7 +120,8 @@ class BackendConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
     kind: BackendKind = "transformers"
-    # transformers/vllm: a checkpoint directory or hub id; openai: the served model name.
+    # transformers/vllm: a checkpoint directory, a training output directory (its best
+    # checkpoint) or hub id; openai: the served model name.
     model: str
     # Directory (local, s3://, gs://) of cached completions; None: no cache.
     cache: str | None = None
@@ -120,6 +139,13 @@ class BackendConfig(BaseModel):
     backoff_s: float = Field(1.0, ge=0)  # first wait; doubles per retry, Retry-After wins
     # --- vllm ---
     vllm_engine_kwargs: dict[str, Any] = {}
+
+    @field_validator("model")
+    @classmethod
+    def _checkpoint_of_training_output(cls, model: str, info: ValidationInfo) -> str:
+        if info.data.get("kind") == "openai":
+            return model
+        return resolve_training_output(model)
 
     @model_validator(mode="after")
     def _kind_needs(self) -> BackendConfig:
@@ -143,6 +169,7 @@ __all__ = [
     "Params",
     "Request",
     "request_key",
+    "resolve_training_output",
 ]
 
 

@@ -256,3 +256,23 @@ def test_generating_through_instructflow_serve_with_429s_and_a_timeout(tiny_caus
     local = build_backend(BackendConfig(model=tiny_causal)).generate([ask(TEXTS[0], max_tokens=8)])
     assert remote.ok and remote.attempts == 3 and calls["n"] >= 3
     assert remote.texts == local[0].texts
+
+
+def test_a_training_output_directory_stands_for_its_best_checkpoint(tmp_path):
+    import json
+
+    from pipeline.generate.backend import BackendConfig
+
+    best, last = tmp_path / "run" / "step_2", tmp_path / "run" / "step_3"
+    best.mkdir(parents=True)
+    last.mkdir()
+    summary = {"best": {"path": str(best)}, "last": {"path": str(last)}}
+    (tmp_path / "run" / "train_summary.json").write_text(json.dumps(summary))
+    assert BackendConfig(model=str(tmp_path / "run")).model == str(best)
+    best.rmdir()  # gone: the last one stands in
+    assert BackendConfig(model=str(tmp_path / "run")).model == str(last)
+    # A hub id, a checkpoint directory and a served name are taken as they are.
+    assert BackendConfig(model="org/model").model == "org/model"
+    assert BackendConfig(model=str(last)).model == str(last)
+    served = BackendConfig(kind="openai", model=str(tmp_path / "run"), base_url="http://x/v1")
+    assert served.model == str(tmp_path / "run")
