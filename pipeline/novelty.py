@@ -20,8 +20,16 @@ least L, and F = 2L / (a + b) >= t gives Jaccard >= t / (2 - t) (0.538 at 0.7). 
 chosen so that a pair at exactly that Jaccard becomes a candidate with probability
 ``recall`` (0.995: 42 bands of 3 rows of 128 permutations at 0.7); real paraphrases sit well
 above the bound and are missed far less often. Candidates are never trusted: each pair is
-scored with exact ROUGE-L (bit-parallel LCS, Hyyro 2004), after the length bound
-F <= 2 min(a, b) / (a + b).
+scored with exact ROUGE-L (bit-parallel LCS, Hyyro 2004), each pair once per block however
+many buckets it shares, after two exact bounds that rule most out without an LCS: the length
+bound F <= 2 min(a, b) / (a + b), and a 256-bit Bloom filter of each text's indexed tokens
+whose AND (plus the bits a filter lost to its own collisions) bounds the common tokens.
+
+**Big buckets.** A bucket of k alike rows has k^2 / 2 pairs. With ``window`` (32) a row is
+checked against the bucket's first ``window`` rows in greedy order (the likely keepers) and
+the ``window`` rows just before it: O(k) per bucket. A pair this skips is usually found in
+another of the 42 buckets the two share. ``window: null`` checks every pair. The bench
+(``instructflow bench novelty``) counts the rows whose fate differs from the exact filter.
 
 **Why components give the greedy answer.** The greedy pass is the lexicographically first
 maximal independent set of the graph whose edges are the similar pairs, taken in rank order: a
@@ -34,6 +42,10 @@ compared.
 Reference rows (``fixed``: a Self-Instruct round's task pool) are always kept, come before
 every other row and are never compared with each other.
 
+**Embeddings.** With ``embedding:`` (``pipeline.novelty_embed``), pairs whose embedding
+cosine reaches its threshold are found by random-hyperplane LSH, checked exactly, and join the
+ROUGE-L pairs before the greedy pass: paraphrases with few words in common are caught too.
+
 Memory: a bucket or a component is one task; the shuffle moves ``bands`` rows of a uid and the
 token hashes per text. Texts without tokens are never similar to anything (ROUGE-L 0).
 """
@@ -43,11 +55,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 import xxhash
 from pydantic import Field
@@ -65,6 +78,7 @@ from pipeline.dedup_keys import (
 )
 from pipeline.distributed import count_alive, grouped_blocks, mark_drops, partitions_for
 from pipeline.minhash import band_hashes, permutations
+from pipeline.novelty_embed import EmbeddingConfig
 from pipeline.stage import GlobalContext, GlobalStage, StageConfig
 
 STAGE = "novelty"
@@ -76,6 +90,14 @@ FIXED_COLUMN = "_fixed"
 TOKENS_COLUMN = "_tokens"
 TEXT_COLUMN = "text"
 BAND_COLUMN = "_band"
+BLOOM_COLUMN = "_bloom"
+# A bucket's rows are checked against its first DEFAULT_WINDOW rows and the DEFAULT_WINDOW
+# just before them: a bucket of k rows costs O(k) checks, not k^2 / 2 (``window_pairs``).
+DEFAULT_WINDOW = 32
+# Words of a text's indexed-token Bloom filter: the popcount of two filters' AND, plus the
+# bits either lost to its own collisions, bounds their common indexed tokens and so the LCS
+# from above: most false candidates are ruled out without an LCS.
+BLOOM_WORDS = 4
 # Rows whose MinHash is computed at a time: (num_perm x tokens) uint64 products stay small.
 SIGNATURE_SLICE_ROWS = 1024
 # Similar pairs up to this many (about 80 bytes each) are resolved in one task, as near
@@ -99,6 +121,7 @@ BAND_SCHEMA = pa.schema(
         pa.field(RANK_COLUMN, pa.float64()),
         pa.field(FIXED_COLUMN, pa.bool_()),
         pa.field(TOKENS_COLUMN, pa.binary()),
+        pa.field(BLOOM_COLUMN, pa.binary()),
     ]
 )
 # An edge runs from the earlier row (u) to the later (v); the later one's fate depends on it.
@@ -302,6 +325,20 @@ def signatures_of(id_lists: Sequence[np.ndarray], num_perm: int, seed: int) -> n
     return out
 
 
+def bloom_filters(id_lists: Sequence[np.ndarray]) -> np.ndarray:
+    """(n, BLOOM_WORDS) uint64: one bit per indexed token of each text."""
+    lengths = np.array([len(ids) for ids in id_lists], dtype=np.int64)
+    out = np.zeros((len(id_lists), BLOOM_WORDS), dtype=np.uint64)
+    if not lengths.sum():
+        return out
+    values = np.concatenate([indexed_hashes(ids) for ids in id_lists])
+    rows = np.repeat(np.arange(len(id_lists)), lengths)
+    bits = (values >> np.uint64(58)).astype(np.int64)  # top 6 bits: the bit in a word
+    words = (values % np.uint64(BLOOM_WORDS)).astype(np.int64)
+    np.bitwise_or.at(out, (rows, words), np.left_shift(np.uint64(1), bits.astype(np.uint64)))
+    return out
+
+
 def band_table(probes: pa.Table, *, bands: int, rows: int, num_perm: int, seed: int) -> pa.Table:
     """Probe rows -> one row per (row, band) for the shuffle; rows without tokens are left out."""
     texts = probes.column(TEXT_COLUMN).to_pylist()
@@ -314,6 +351,7 @@ def band_table(probes: pa.Table, *, bands: int, rows: int, num_perm: int, seed: 
     hashes = band_hashes(signatures_of(id_lists, num_perm, seed), bands, rows)
     repeat = np.repeat(np.arange(probes.num_rows), bands)
     tokens = pa.array([ids.tobytes() for ids in id_lists], pa.binary())
+    blooms = pa.array([row.tobytes() for row in bloom_filters(id_lists)], pa.binary())
     return pa.table(
         {
             BAND_COLUMN: pa.array(hashes.reshape(-1), pa.uint64()),
@@ -322,6 +360,7 @@ def band_table(probes: pa.Table, *, bands: int, rows: int, num_perm: int, seed: 
             RANK_COLUMN: probes.column(RANK_COLUMN).take(repeat),
             FIXED_COLUMN: probes.column(FIXED_COLUMN).take(repeat),
             TOKENS_COLUMN: tokens.take(pa.array(repeat)),
+            BLOOM_COLUMN: blooms.take(pa.array(repeat)),
         },
         schema=BAND_SCHEMA,
     )
@@ -335,57 +374,151 @@ def order_key(rank: float, ident: str, uid: int, fixed: bool) -> tuple[int, floa
     return (0 if fixed else 1, rank, ident, uid)
 
 
-def bucket_pairs(block: pa.Table, *, threshold: float) -> pa.Table:
-    """Every pair sharing a bucket in a block sorted by band, checked with exact ROUGE-L;
-    pairs of two references are skipped. One row per similar pair and shared band (the
-    component step dedupes)."""
+@lru_cache(maxsize=256)
+def all_pairs(size: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(size, 1)
+
+
+def window_pairs(size: int, window: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (earlier, later) of a bucket of ``size`` rows in greedy order: all of them,
+    or with ``window`` each row's pairs with the bucket's first ``window`` rows and with the
+    ``window`` rows just before it."""
+    if window is None or size <= 2 * window + 1:
+        return all_pairs(size)
+    firsts = [np.full(size - a - 1, a) for a in range(window)]
+    later = [np.arange(a + 1, size) for a in range(window)]
+    for gap in range(1, window + 1):
+        firsts.append(np.arange(window, size - gap))
+        later.append(np.arange(window, size - gap) + gap)
+    return np.concatenate(firsts), np.concatenate(later)
+
+
+class TokenRows:
+    """A block's rows as token tuples and, for the bit-parallel LCS, their match masks."""
+
+    def __init__(self, raw: list[bytes]) -> None:
+        self.raw = raw
+        self.tokens: dict[int, tuple[int, ...]] = {}
+        self.masks: dict[int, dict[int, int]] = {}
+
+    def of(self, row: int) -> tuple[int, ...]:
+        if row not in self.tokens:
+            self.tokens[row] = tuple(np.frombuffer(self.raw[row], dtype=np.uint64).tolist())
+        return self.tokens[row]
+
+    def lcs(self, row: int, other: int) -> int:
+        """LCS of two rows, the bit vector over ``row`` (whose masks are kept)."""
+        first, second = self.of(row), self.of(other)
+        masks = self.masks.get(row)
+        if masks is None:
+            masks = {}
+            for index, token in enumerate(first):
+                masks[token] = masks.get(token, 0) | (1 << index)
+            self.masks[row] = masks
+        full = (1 << len(first)) - 1
+        vector = full
+        for token in second:
+            matched = vector & masks.get(token, 0)
+            vector = ((vector + matched) | (vector - matched)) & full
+        return len(first) - vector.bit_count()
+
+
+def bucket_candidates(block: pa.Table, window: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Row index pairs (earlier, later) sharing a bucket in a block sorted by band (all, or
+    per ``window_pairs``), each pair of texts once however many buckets they share; pairs of
+    two references left out."""
+    none = np.zeros(0, dtype=np.int64)
     if block.num_rows < 2:
-        return SIMILAR_SCHEMA.empty_table()
+        return none, none
     band = block.column(BAND_COLUMN).to_numpy()
     starts = np.r_[0, np.flatnonzero(band[1:] != band[:-1]) + 1]
     ends = np.r_[starts[1:], len(band)]
     multi = np.flatnonzero(ends - starts >= 2)
     if multi.size == 0:
-        return SIMILAR_SCHEMA.empty_table()
+        return none, none
     uids = block.column(UID_COLUMN).to_numpy()
     idents = block.column("id").to_pylist()
     ranks = block.column(RANK_COLUMN).to_numpy()
     fixed = block.column(FIXED_COLUMN).to_numpy(zero_copy_only=False)
-    raw = block.column(TOKENS_COLUMN).to_pylist()
-    cache: dict[int, tuple[int, ...]] = {}
-
-    def tokens(row: int) -> tuple[int, ...]:
-        if row not in cache:
-            cache[row] = tuple(np.frombuffer(raw[row], dtype=np.uint64).tolist())
-        return cache[row]
-
-    out: dict[str, list[Any]] = {name: [] for name in SIMILAR_SCHEMA.names}
+    greedy = sorted(
+        range(block.num_rows),
+        key=lambda row: order_key(ranks[row], idents[row], uids[row], fixed[row]),
+    )
+    position = np.empty(block.num_rows, dtype=np.int64)
+    position[np.array(greedy, dtype=np.int64)] = np.arange(block.num_rows)
+    # Within each bucket (the block is sorted by band), rows in greedy order.
+    by_bucket = np.lexsort((position, band))
+    earlier, later = [], []
     for group in multi:
-        members = range(starts[group], ends[group])
-        for left_index, left in enumerate(members):
-            for right in members[left_index + 1 :]:
-                if fixed[left] and fixed[right]:
-                    continue
-                first, second = tokens(left), tokens(right)
-                if not could_reach(len(first), len(second), threshold):
-                    continue
-                similarity = 1.0 if first == second else rouge_l(first, second)
-                if similarity < threshold:
-                    continue
-                ends_ = sorted(
-                    (left, right),
-                    key=lambda row: order_key(ranks[row], idents[row], uids[row], fixed[row]),
-                )
-                early, late = ends_
-                out["u"].append(int(uids[early]))
-                out["v"].append(int(uids[late]))
-                out["similarity"].append(similarity)
-                out["u_id"].append(idents[early])
-                out["u_rank"].append(float(ranks[early]))
-                out["u_fixed"].append(bool(fixed[early]))
-                out["v_id"].append(idents[late])
-                out["v_rank"].append(float(ranks[late]))
-    return pa.table(out, schema=SIMILAR_SCHEMA)
+        members = by_bucket[starts[group] : ends[group]]
+        first, second = window_pairs(len(members), window)
+        earlier.append(members[first])
+        later.append(members[second])
+    left, right = np.concatenate(earlier), np.concatenate(later)
+    keep = ~(fixed[left] & fixed[right]) & (uids[left] != uids[right])
+    left, right = left[keep], right[keep]
+    # Each pair once: a pair of texts shares many buckets when they are alike.
+    _, text = np.unique(uids, return_inverse=True)
+    texts = int(text.max()) + 1
+    _, first_seen = np.unique(text[left] * texts + text[right], return_index=True)
+    return left[first_seen], right[first_seen]
+
+
+def similar_table(
+    block: pa.Table, left: np.ndarray, right: np.ndarray, similarity: np.ndarray
+) -> pa.Table:
+    """SIMILAR_SCHEMA rows for the checked pairs (earlier row first)."""
+    uids = block.column(UID_COLUMN).to_numpy()
+    idents = block.column("id")
+    ranks = block.column(RANK_COLUMN).to_numpy()
+    fixed = block.column(FIXED_COLUMN).to_numpy(zero_copy_only=False)
+    return pa.table(
+        {
+            "u": pa.array(uids[left], pa.int64()),
+            "v": pa.array(uids[right], pa.int64()),
+            "similarity": pa.array(similarity, pa.float64()),
+            "u_id": idents.take(pa.array(left, pa.int64())),
+            "u_rank": pa.array(ranks[left], pa.float64()),
+            "u_fixed": pa.array(fixed[left], pa.bool_()),
+            "v_id": idents.take(pa.array(right, pa.int64())),
+            "v_rank": pa.array(ranks[right], pa.float64()),
+        },
+        schema=SIMILAR_SCHEMA,
+    )
+
+
+def bucket_pairs(block: pa.Table, *, threshold: float, window: int | None = None) -> pa.Table:
+    """A block's candidate pairs (``bucket_candidates``) checked with exact ROUGE-L, after the
+    length and Bloom bounds: one row per similar pair, earlier row first."""
+    left, right = bucket_candidates(block, window)
+    if left.size == 0:
+        return SIMILAR_SCHEMA.empty_table()
+    raw = block.column(TOKENS_COLUMN)
+    lengths = (pc.binary_length(raw).to_numpy(zero_copy_only=False) // 8).astype(np.int64)
+    reach = (
+        2.0 * np.minimum(lengths[left], lengths[right])
+        >= threshold * (lengths[left] + lengths[right]) - 1e-12
+    )
+    left, right = left[reach], right[reach]
+    blooms = np.frombuffer(
+        b"".join(block.column(BLOOM_COLUMN).to_pylist()), dtype=np.uint64
+    ).reshape(-1, BLOOM_WORDS)
+    # Common tokens that share a bit count once in the AND; a filter with n tokens and p
+    # bits set lost n - p of its own to such collisions, so that many are added back.
+    lost = lengths - np.bitwise_count(blooms).sum(axis=1).astype(np.int64)
+    common = np.bitwise_count(blooms[left] & blooms[right]).sum(axis=1).astype(np.int64)
+    common += np.minimum(lost[left], lost[right])
+    bound = np.minimum(common, np.minimum(lengths[left], lengths[right]))
+    reach = 2.0 * bound >= threshold * (lengths[left] + lengths[right]) - 1e-12
+    left, right = left[reach], right[reach]
+    rows = TokenRows(raw.to_pylist())
+    common_lcs = np.array(
+        [rows.lcs(early, late) for early, late in zip(left.tolist(), right.tolist(), strict=True)],
+        dtype=np.float64,
+    )
+    similarity = 2.0 * common_lcs / np.maximum(lengths[left] + lengths[right], 1)
+    similar = similarity >= threshold
+    return similar_table(block, left[similar], right[similar], similarity[similar])
 
 
 # ----- components -> the greedy pass ------------------------------------------------------
@@ -463,10 +596,13 @@ def similar_losers(
     recall: float,
     seed: int,
     num_partitions: int,
+    window: int | None = DEFAULT_WINDOW,
     single_task_max_edges: int = SINGLE_TASK_MAX_EDGES,
+    embedding: EmbeddingConfig | None = None,
 ) -> Any:
     """The rows of ``probes`` (PROBE_SCHEMA: uid, id, rank, fixed, text) the greedy ROUGE-L
-    filter drops: a materialized dataset of (uid, similar_to, similarity)."""
+    filter drops: a materialized dataset of (uid, id, similar_to, similarity). With
+    ``embedding``, pairs whose embedding cosine reaches its threshold are similar too."""
     bands, rows = lsh_shape(threshold, num_perm, recall)
     probes = with_rows_only(probes)
     banded = probes.map_batches(
@@ -474,8 +610,18 @@ def similar_losers(
         batch_format="pyarrow",
     )
     edges = grouped_blocks(
-        banded, BAND_COLUMN, partial(bucket_pairs, threshold=threshold), num_partitions
+        banded,
+        BAND_COLUMN,
+        partial(bucket_pairs, threshold=threshold, window=window),
+        num_partitions,
     ).materialize()
+    if embedding is not None:
+        from pipeline.novelty_embed import embedding_edges
+
+        semantic = embedding_edges(
+            probes, embedding, seed=seed, num_partitions=num_partitions, window=window
+        )
+        edges = edges.union(semantic).materialize()
     count = edges.count()
     if count == 0:
         return ray.data.from_arrow(LOSER_SCHEMA.empty_table()).materialize()
@@ -509,6 +655,11 @@ class NoveltyConfig(StageConfig):
     recall: float = Field(0.995, gt=0.0, lt=1.0)
     # The greedy order: who counts as "earlier" (and so is kept) among similar rows.
     keep: KeeperPolicy = "lowest_id"
+    # Pairs checked per row of a bucket (see ``window_pairs``); null: every pair, exact up to
+    # LSH misses, and quadratic in a bucket's size.
+    window: int | None = Field(DEFAULT_WINDOW, ge=1)
+    # Also similar: embedding cosine >= embedding.threshold (pipeline.novelty_embed).
+    embedding: EmbeddingConfig | None = None
 
 
 def probe_rows(batch: pa.Table, *, key: KeyName, keep: KeeperPolicy, file_index: dict) -> pa.Table:
@@ -547,6 +698,8 @@ class Novelty(GlobalStage):
             recall=config.recall,
             seed=context.seed,
             num_partitions=partitions,
+            window=config.window,
+            embedding=config.embedding,
         )
         if losers.count() == 0:
             return dataset.map_batches(

@@ -226,3 +226,56 @@ def test_a_recipe_names_a_bad_novelty_key():
     }
     with pytest.raises(RecipeError, match="threshold"):
         parse_recipe(recipe, source="recipe.yaml")
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    from train.tiny import build_model, train_tokenizer
+
+    path = tmp_path_factory.mktemp("encoder")
+    tokenizer = train_tokenizer(iter([" ".join(WORDS)] * 20), vocab_size=200)
+    build_model(tokenizer, "causal", "tiny", 0).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_embedding_similarity_joins_rouge_in_the_greedy_pass(ray_session, tiny_encoder):
+    from pipeline.novelty_embed import Embedder, EmbeddingConfig, simhash_shape
+
+    texts = generated_set(240, 5)
+    vectors = Embedder(tiny_encoder, 128, 0).embed(texts)
+    cosines = vectors @ vectors.T
+    tokens = [rouge_tokens(text) for text in texts]
+    lexical = np.array([[rouge_l(first, second) for second in tokens] for first in tokens])[
+        np.triu_indices(len(texts), 1)
+    ]
+    upper = cosines[np.triu_indices(len(texts), 1)]
+    # A random model: the cut is the top 1% of the pairs ROUGE-L does not call similar.
+    cut = float(np.quantile(upper[lexical < 0.7], 0.99))
+    kept: list[int] = []
+    expected = np.zeros(len(texts), dtype=bool)
+    for index in range(len(texts)):
+        if all(
+            rouge_l(tokens[index], tokens[other]) < 0.7 and cosines[index, other] < cut
+            for other in kept
+        ):
+            kept.append(index)
+            expected[index] = True
+    rouge_only, _ = greedy_all_pairs(tokens, 0.7)
+    assert expected.sum() < rouge_only.sum()  # embeddings drop rows ROUGE-L keeps
+    assert simhash_shape(0.9, 128, 0.995) == (16, 8)
+    table = probes(texts)
+    dataset = ray_session.data.from_arrow([table.slice(i, 80) for i in range(0, 240, 80)])
+    losers = similar_losers(
+        dataset,
+        threshold=0.7,
+        num_perm=128,
+        recall=0.995,
+        seed=1,
+        num_partitions=2,
+        embedding=EmbeddingConfig(model=tiny_encoder, threshold=cut, batch_size=64),
+    )
+    dropped = {row["_uid"] for row in losers.iter_rows()}
+    got = np.array([index not in dropped for index in range(len(texts))])
+    assert int((got != expected).sum()) <= 3, int((got != expected).sum())
