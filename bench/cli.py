@@ -203,6 +203,31 @@ def _bench_rl(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_novelty(args: argparse.Namespace) -> int:
+    from bench.novelty import bench_novelty
+
+    if any(size < 2 for size in args.sizes) or args.all_pairs_max < min(args.sizes):
+        print(
+            "error: --sizes must be >= 2 and --all-pairs-max at least the smallest size "
+            "(the all-pairs filter is timed there)",
+            file=sys.stderr,
+        )
+        return 2
+    if not 0 < args.threshold < 1:
+        print(f"error: --threshold must be in (0, 1), got {args.threshold}", file=sys.stderr)
+        return 2
+    bench_novelty(
+        args.sizes,
+        threshold=args.threshold,
+        all_pairs_max=args.all_pairs_max,
+        workers=args.workers,
+        seed=args.seed,
+        corpus=args.corpus,
+        json_out=args.json_out,
+    )
+    return 0
+
+
 def add_training_bench_flags(
     parser: argparse.ArgumentParser, method: str, windows: bool = True
 ) -> None:
@@ -404,3 +429,25 @@ def add_bench_commands(commands: Any) -> None:
     )
     add_training_bench_flags(rl_bench, "rl", windows=False)
     rl_bench.set_defaults(handler=_bench_rl, steps=40, warmup_steps=10)
+
+    novelty_bench = bench.add_parser(
+        "novelty",
+        help="the ROUGE-L novelty filter: instructflow on Ray vs Self-Instruct's all-pairs",
+    )
+    novelty_bench.add_argument(
+        "--sizes", type=int, nargs="+", default=[10_000, 50_000, 200_000], help="instructions"
+    )
+    novelty_bench.add_argument(
+        "--all-pairs-max",
+        type=int,
+        default=10_000,
+        help="time the all-pairs filter up to this size; extrapolate its comparisons above",
+    )
+    novelty_bench.add_argument("--threshold", type=float, default=0.7, help="ROUGE-L")
+    novelty_bench.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    novelty_bench.add_argument(
+        "--corpus", help="JSON/JSONL of alpaca records or strings (default: generated)"
+    )
+    novelty_bench.add_argument("--seed", type=int, default=0)
+    novelty_bench.add_argument("--json-out", help="also write the results here as JSON")
+    novelty_bench.set_defaults(handler=_bench_novelty)
