@@ -131,6 +131,7 @@ def bench_novelty(
     seed: int = 0,
     corpus: str | None = None,
     json_out: str | None = None,
+    warmup: int = 500,
 ) -> list[SizeResult]:
     import ray
 
@@ -139,7 +140,8 @@ def bench_novelty(
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     # Warm-up: worker processes and the shuffle machinery start once, outside the timings.
-    run_ours(ray, instructions(500, seed + 1, None), threshold, workers, seed)
+    if warmup:
+        run_ours(ray, instructions(warmup, seed + 1, None), threshold, workers, seed)
     per_comparison: float | None = None
     results = []
     for size in sorted(sizes):
