@@ -653,29 +653,3 @@ def test_the_same_recipe_gives_the_same_bytes(generated):
         second = sorted((root / "second" / "out" / part).rglob("*.parquet"))
         assert [p.name for p in first] == [p.name for p in second] and first
         assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
-
-
-@pytest.mark.slow
-def test_a_tiny_random_model_runs_end_to_end(ray_session, generated, tmp_path):
-    from train.tiny import build_model, train_tokenizer
-
-    root, *_ = generated
-    texts = [instruction for instruction, _ in SEEDS] * 10
-    tokenizer = train_tokenizer(iter(texts), vocab_size=300)
-    build_model(tokenizer, "causal", "tiny", 0).save_pretrained(tmp_path / "tiny")
-    tokenizer.save_pretrained(tmp_path / "tiny")
-    backend = {"kind": "transformers", "model": str(tmp_path / "tiny"), "batch_size": 4}
-    outcome, output, rejects = run_recipe(
-        root / "tiny",
-        backend,
-        rounds=1,
-        prompts_per_round=2,
-        n=1,
-        max_tokens=24,
-        instance_max_tokens=24,
-    )
-    assert outcome.stats["conservation"]["balanced"]
-    assert len([row for row in output if row["augmentation"] is None]) == len(SEEDS)
-    created = made(output + rejects)
-    assert created and outcome.stats["conservation"]["created"] == len(created)
-    assert {row["drop_reason"] for row in made(rejects)} <= set(DROP_REASONS)
