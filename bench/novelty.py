@@ -147,10 +147,10 @@ def bench_novelty(
     for size in sorted(sizes):
         texts = instructions(size, seed, corpus)
         tokens = [rouge_tokens(text) for text in texts]
+        ours, ours_s = run_ours(ray, texts, threshold, workers, seed)
         started = time.perf_counter()
         exact, _ = greedy_exact_index(tokens, threshold)
         exact_s = time.perf_counter() - started
-        ours, ours_s = run_ours(ray, texts, threshold, workers, seed)
         comparisons = comparisons_of(exact)
         kept_all_pairs = None
         if size <= all_pairs_max:
@@ -182,8 +182,8 @@ def bench_novelty(
         )
         results.append(result)
         print_result(result)
-    if json_out:
-        Path(json_out).write_text(json.dumps([asdict(result) for result in results], indent=2))
+        if json_out:  # after every size: a long run's early sizes survive it
+            Path(json_out).write_text(json.dumps([asdict(item) for item in results], indent=2))
     return results
 
 

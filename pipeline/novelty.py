@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache, partial
 from typing import Any, ClassVar
 
@@ -94,6 +94,10 @@ BLOOM_COLUMN = "_bloom"
 # A bucket's rows are checked against its first DEFAULT_WINDOW rows and the DEFAULT_WINDOW
 # just before them: a bucket of k rows costs O(k) checks, not k^2 / 2 (``window_pairs``).
 DEFAULT_WINDOW = 32
+# Similar pairs kept per row and block: its earliest partners (``earliest_per_row``).
+DEFAULT_EDGES_PER_ROW = 16
+# Candidate pairs a block's check holds at a time.
+CHUNK_PAIRS = 2_000_000
 # Words of a text's indexed-token Bloom filter: the popcount of two filters' AND, plus the
 # bits either lost to its own collisions, bounds their common indexed tokens and so the LCS
 # from above: most false candidates are ruled out without an LCS.
@@ -423,45 +427,80 @@ class TokenRows:
         return len(first) - vector.bit_count()
 
 
-def bucket_candidates(block: pa.Table, window: int | None) -> tuple[np.ndarray, np.ndarray]:
+def bucket_candidates(
+    block: pa.Table, window: int | None, chunk_pairs: int = CHUNK_PAIRS
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Row index pairs (earlier, later) sharing a bucket in a block sorted by band (all, or
-    per ``window_pairs``), each pair of texts once however many buckets they share; pairs of
-    two references left out."""
-    none = np.zeros(0, dtype=np.int64)
+    per ``window_pairs``), in chunks of about ``chunk_pairs`` so that a block's memory does not
+    follow its pair count; within a chunk each pair of texts once however many buckets they
+    share. Pairs of two references are left out."""
     if block.num_rows < 2:
-        return none, none
+        return
     band = block.column(BAND_COLUMN).to_numpy()
     starts = np.r_[0, np.flatnonzero(band[1:] != band[:-1]) + 1]
     ends = np.r_[starts[1:], len(band)]
     multi = np.flatnonzero(ends - starts >= 2)
     if multi.size == 0:
-        return none, none
+        return
     uids = block.column(UID_COLUMN).to_numpy()
-    idents = block.column("id").to_pylist()
-    ranks = block.column(RANK_COLUMN).to_numpy()
     fixed = block.column(FIXED_COLUMN).to_numpy(zero_copy_only=False)
-    greedy = sorted(
-        range(block.num_rows),
-        key=lambda row: order_key(ranks[row], idents[row], uids[row], fixed[row]),
-    )
-    position = np.empty(block.num_rows, dtype=np.int64)
-    position[np.array(greedy, dtype=np.int64)] = np.arange(block.num_rows)
+    position = greedy_positions(block)
     # Within each bucket (the block is sorted by band), rows in greedy order.
     by_bucket = np.lexsort((position, band))
-    earlier, later = [], []
-    for group in multi:
+    _, text = np.unique(uids, return_inverse=True)
+    texts = int(text.max()) + 1
+    earlier: list[np.ndarray] = []
+    later: list[np.ndarray] = []
+    pending = 0
+    for index, group in enumerate(multi):
         members = by_bucket[starts[group] : ends[group]]
         first, second = window_pairs(len(members), window)
         earlier.append(members[first])
         later.append(members[second])
-    left, right = np.concatenate(earlier), np.concatenate(later)
-    keep = ~(fixed[left] & fixed[right]) & (uids[left] != uids[right])
-    left, right = left[keep], right[keep]
-    # Each pair once: a pair of texts shares many buckets when they are alike.
-    _, text = np.unique(uids, return_inverse=True)
-    texts = int(text.max()) + 1
-    _, first_seen = np.unique(text[left] * texts + text[right], return_index=True)
-    return left[first_seen], right[first_seen]
+        pending += len(first)
+        if pending < chunk_pairs and index < len(multi) - 1:
+            continue
+        left, right = np.concatenate(earlier), np.concatenate(later)
+        earlier, later, pending = [], [], 0
+        keep = ~(fixed[left] & fixed[right]) & (uids[left] != uids[right])
+        left, right = left[keep], right[keep]
+        # Each pair once: a pair of texts shares many buckets when they are alike.
+        _, first_seen = np.unique(text[left] * texts + text[right], return_index=True)
+        yield left[first_seen], right[first_seen]
+
+
+def greedy_positions(block: pa.Table) -> np.ndarray:
+    """Each row's place in the greedy order (``order_key``) among the block's rows."""
+    fixed = block.column(FIXED_COLUMN).to_numpy(zero_copy_only=False)
+    keys = pa.table(
+        {
+            "later": pa.array(~fixed),
+            "rank": block.column(RANK_COLUMN),
+            "id": block.column("id"),
+            "uid": block.column(UID_COLUMN),
+        }
+    )
+    order = pc.sort_indices(
+        keys, sort_keys=[(name, "ascending") for name in ("later", "rank", "id", "uid")]
+    ).to_numpy()
+    position = np.empty(block.num_rows, dtype=np.int64)
+    position[order] = np.arange(block.num_rows)
+    return position
+
+
+def earliest_per_row(
+    left: np.ndarray, right: np.ndarray, position: np.ndarray, limit: int
+) -> np.ndarray:
+    """Indexes of the pairs that are among the ``limit`` earliest partners of their later
+    row: a row's fate depends on its earliest similar rows (the likely keepers), and a cluster
+    of n alike rows would otherwise hold n^2 / 2 pairs."""
+    if left.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((position[left], position[right]))
+    later = position[right][order]
+    starts = np.r_[0, np.flatnonzero(later[1:] != later[:-1]) + 1]
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    return np.sort(order[rank < limit])
 
 
 def similar_table(
@@ -487,80 +526,141 @@ def similar_table(
     )
 
 
-def bucket_pairs(block: pa.Table, *, threshold: float, window: int | None = None) -> pa.Table:
+def bucket_pairs(
+    block: pa.Table,
+    *,
+    threshold: float,
+    window: int | None = None,
+    edges_per_row: int | None = None,
+) -> pa.Table:
     """A block's candidate pairs (``bucket_candidates``) checked with exact ROUGE-L, after the
-    length and Bloom bounds: one row per similar pair, earlier row first."""
-    left, right = bucket_candidates(block, window)
-    if left.size == 0:
-        return SIMILAR_SCHEMA.empty_table()
+    length and Bloom bounds: one row per similar pair, earlier row first; with
+    ``edges_per_row``, only each row's earliest similar partners (``earliest_per_row``)."""
     raw = block.column(TOKENS_COLUMN)
     lengths = (pc.binary_length(raw).to_numpy(zero_copy_only=False) // 8).astype(np.int64)
-    reach = (
-        2.0 * np.minimum(lengths[left], lengths[right])
-        >= threshold * (lengths[left] + lengths[right]) - 1e-12
-    )
-    left, right = left[reach], right[reach]
-    blooms = np.frombuffer(
-        b"".join(block.column(BLOOM_COLUMN).to_pylist()), dtype=np.uint64
-    ).reshape(-1, BLOOM_WORDS)
-    # Common tokens that share a bit count once in the AND; a filter with n tokens and p
-    # bits set lost n - p of its own to such collisions, so that many are added back.
-    lost = lengths - np.bitwise_count(blooms).sum(axis=1).astype(np.int64)
-    common = np.bitwise_count(blooms[left] & blooms[right]).sum(axis=1).astype(np.int64)
-    common += np.minimum(lost[left], lost[right])
-    bound = np.minimum(common, np.minimum(lengths[left], lengths[right]))
-    reach = 2.0 * bound >= threshold * (lengths[left] + lengths[right]) - 1e-12
-    left, right = left[reach], right[reach]
     rows = TokenRows(raw.to_pylist())
-    common_lcs = np.array(
-        [rows.lcs(early, late) for early, late in zip(left.tolist(), right.tolist(), strict=True)],
-        dtype=np.float64,
-    )
-    similarity = 2.0 * common_lcs / np.maximum(lengths[left] + lengths[right], 1)
-    similar = similarity >= threshold
-    return similar_table(block, left[similar], right[similar], similarity[similar])
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    blooms = None
+    for left, right in bucket_candidates(block, window):
+        reach = (
+            2.0 * np.minimum(lengths[left], lengths[right])
+            >= threshold * (lengths[left] + lengths[right]) - 1e-12
+        )
+        left, right = left[reach], right[reach]
+        if blooms is None:
+            blooms = np.frombuffer(
+                b"".join(block.column(BLOOM_COLUMN).to_pylist()), dtype=np.uint64
+            ).reshape(-1, BLOOM_WORDS)
+            # Common tokens that share a bit count once in the AND; a filter with n tokens
+            # and p bits set lost n - p of its own to such collisions: added back.
+            lost = lengths - np.bitwise_count(blooms).sum(axis=1).astype(np.int64)
+        common = np.bitwise_count(blooms[left] & blooms[right]).sum(axis=1).astype(np.int64)
+        common += np.minimum(lost[left], lost[right])
+        bound = np.minimum(common, np.minimum(lengths[left], lengths[right]))
+        reach = 2.0 * bound >= threshold * (lengths[left] + lengths[right]) - 1e-12
+        left, right = left[reach], right[reach]
+        common_lcs = np.array(
+            [rows.lcs(a, b) for a, b in zip(left.tolist(), right.tolist(), strict=True)],
+            dtype=np.float64,
+        )
+        similarity = 2.0 * common_lcs / np.maximum(lengths[left] + lengths[right], 1)
+        similar = similarity >= threshold
+        found.append((left[similar], right[similar], similarity[similar]))
+    return checked_table(block, found, edges_per_row)
+
+
+def checked_table(
+    block: pa.Table,
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    edges_per_row: int | None,
+) -> pa.Table:
+    """The similar pairs of a block's chunks as SIMILAR_SCHEMA rows, each pair once."""
+    if not found:
+        return SIMILAR_SCHEMA.empty_table()
+    left = np.concatenate([part[0] for part in found])
+    right = np.concatenate([part[1] for part in found])
+    similarity = np.concatenate([part[2] for part in found])
+    uids = block.column(UID_COLUMN).to_numpy()
+    _, text = np.unique(uids, return_inverse=True)
+    _, first_seen = np.unique(text[left] * (int(text.max()) + 1) + text[right], return_index=True)
+    left, right, similarity = left[first_seen], right[first_seen], similarity[first_seen]
+    if edges_per_row is not None:
+        chosen = earliest_per_row(left, right, greedy_positions(block), edges_per_row)
+        left, right, similarity = left[chosen], right[chosen], similarity[chosen]
+    return similar_table(block, left, right, similarity)
 
 
 # ----- components -> the greedy pass ------------------------------------------------------
 
 
 def component_losers(block: pa.Table) -> pa.Table:
-    """The greedy pass on each component of a block sorted by ``root``: a later row is a
-    loser when an earlier kept row is similar; its most similar kept row is named."""
+    """The greedy pass over a block of similar pairs (whole components, for ``root`` only
+    partitions the work): in greedy order, a row is a loser when an earlier kept row is
+    similar to it; its most similar kept row is named. Arrays, not Python objects per pair."""
     if block.num_rows == 0:
         return LOSER_SCHEMA.empty_table()
-    roots = block.column("root").to_numpy()
-    starts = np.r_[0, np.flatnonzero(roots[1:] != roots[:-1]) + 1]
-    ends = np.r_[starts[1:], len(roots)]
-    columns = {name: block.column(name).to_pylist() for name in SIMILAR_SCHEMA.names}
-    losers: dict[str, list[Any]] = {name: [] for name in LOSER_SCHEMA.names}
-    for start, end in zip(starts, ends, strict=True):
-        keys: dict[int, tuple[int, float, str, int]] = {}
-        earlier: dict[int, list[tuple[int, float]]] = {}
-        for row in range(start, end):
-            u, v = columns["u"][row], columns["v"][row]
-            keys[u] = order_key(
-                columns["u_rank"][row], columns["u_id"][row], u, columns["u_fixed"][row]
-            )
-            keys[v] = order_key(columns["v_rank"][row], columns["v_id"][row], v, False)
-            earlier.setdefault(v, []).append((u, columns["similarity"][row]))
-        names = {columns["u"][row]: columns["u_id"][row] for row in range(start, end)}
-        names.update({columns["v"][row]: columns["v_id"][row] for row in range(start, end)})
-        kept: set[int] = set()
-        for node in sorted(keys, key=keys.__getitem__):
-            if keys[node][0] == 0:  # a reference: always kept
-                kept.add(node)
-                continue
-            similar = [(uid, score) for uid, score in earlier.get(node, ()) if uid in kept]
-            if not similar:
-                kept.add(node)
-                continue
-            best, score = min(similar, key=lambda item: (-item[1], keys[item[0]]))
-            losers[UID_COLUMN].append(node)
-            losers["id"].append(names[node])
-            losers["similar_to"].append(names[best])
-            losers["similarity"].append(score)
-    return pa.table(losers, schema=LOSER_SCHEMA)
+    nodes = pa.table(
+        {
+            "uid": pa.concat_arrays(
+                [block.column("u").combine_chunks(), block.column("v").combine_chunks()]
+            ),
+            "id": pa.concat_arrays(
+                [block.column("u_id").combine_chunks(), block.column("v_id").combine_chunks()]
+            ),
+            "rank": pa.concat_arrays(
+                [block.column("u_rank").combine_chunks(), block.column("v_rank").combine_chunks()]
+            ),
+            "later": pa.concat_arrays(
+                [
+                    pc.invert(block.column("u_fixed")).combine_chunks(),
+                    pa.array(np.ones(block.num_rows, dtype=bool)),
+                ]
+            ),
+        }
+    )
+    order = pc.sort_indices(
+        nodes, sort_keys=[(name, "ascending") for name in ("later", "rank", "id", "uid")]
+    ).to_numpy()
+    uids = nodes.column("uid").to_numpy()
+    sorted_uids = uids[order]
+    first = np.r_[True, sorted_uids[1:] != sorted_uids[:-1]]
+    # Node i is the i-th distinct uid in greedy order (a uid's copies are adjacent there).
+    node_of_entry = np.cumsum(first) - 1
+    entry_node = np.empty(len(order), dtype=np.int64)
+    entry_node[order] = node_of_entry
+    node_rows = order[first]  # an entry per node, for its id and whether it is a reference
+    reference = ~nodes.column("later").to_numpy(zero_copy_only=False)[node_rows]
+    edge_u, edge_v = entry_node[: block.num_rows], entry_node[block.num_rows :]
+    similarity = block.column("similarity").to_numpy()
+    by_later = np.lexsort((edge_u, -similarity, edge_v))
+    edge_u, edge_v, similarity = edge_u[by_later], edge_v[by_later], similarity[by_later]
+    bounds = np.searchsorted(edge_v, np.arange(len(node_rows) + 1))
+    kept = np.zeros(len(node_rows), dtype=bool)
+    losers, matches, scores = [], [], []
+    for node in range(len(node_rows)):
+        if reference[node]:
+            kept[node] = True
+            continue
+        earlier = edge_u[bounds[node] : bounds[node + 1]]
+        hit = np.flatnonzero(kept[earlier])
+        if hit.size == 0:
+            kept[node] = True
+            continue
+        losers.append(node)
+        matches.append(earlier[hit[0]])  # most similar, then earliest
+        scores.append(similarity[bounds[node] + hit[0]])
+    ids = nodes.column("id")
+    loser_rows = pa.array(node_rows[np.array(losers, dtype=np.int64)], pa.int64())
+    match_rows = pa.array(node_rows[np.array(matches, dtype=np.int64)], pa.int64())
+    return pa.table(
+        {
+            UID_COLUMN: pa.array(uids[node_rows[np.array(losers, dtype=np.int64)]], pa.int64()),
+            "id": ids.take(loser_rows),
+            "similar_to": ids.take(match_rows),
+            "similarity": pa.array(scores, pa.float64()),
+        },
+        schema=LOSER_SCHEMA,
+    )
 
 
 @ray.remote
@@ -597,6 +697,7 @@ def similar_losers(
     seed: int,
     num_partitions: int,
     window: int | None = DEFAULT_WINDOW,
+    edges_per_row: int | None = DEFAULT_EDGES_PER_ROW,
     single_task_max_edges: int = SINGLE_TASK_MAX_EDGES,
     embedding: EmbeddingConfig | None = None,
 ) -> Any:
@@ -612,14 +713,19 @@ def similar_losers(
     edges = grouped_blocks(
         banded,
         BAND_COLUMN,
-        partial(bucket_pairs, threshold=threshold, window=window),
+        partial(bucket_pairs, threshold=threshold, window=window, edges_per_row=edges_per_row),
         num_partitions,
     ).materialize()
     if embedding is not None:
         from pipeline.novelty_embed import embedding_edges
 
         semantic = embedding_edges(
-            probes, embedding, seed=seed, num_partitions=num_partitions, window=window
+            probes,
+            embedding,
+            seed=seed,
+            num_partitions=num_partitions,
+            window=window,
+            edges_per_row=edges_per_row,
         )
         edges = edges.union(semantic).materialize()
     count = edges.count()
@@ -658,6 +764,8 @@ class NoveltyConfig(StageConfig):
     # Pairs checked per row of a bucket (see ``window_pairs``); null: every pair, exact up to
     # LSH misses, and quadratic in a bucket's size.
     window: int | None = Field(DEFAULT_WINDOW, ge=1)
+    # Similar pairs kept per row and shuffle block: its earliest partners; null: all of them.
+    edges_per_row: int | None = Field(DEFAULT_EDGES_PER_ROW, ge=1)
     # Also similar: embedding cosine >= embedding.threshold (pipeline.novelty_embed).
     embedding: EmbeddingConfig | None = None
 
@@ -699,6 +807,7 @@ class Novelty(GlobalStage):
             seed=context.seed,
             num_partitions=partitions,
             window=config.window,
+            edges_per_row=config.edges_per_row,
             embedding=config.embedding,
         )
         if losers.count() == 0:

@@ -167,21 +167,29 @@ def embedding_band_schema() -> pa.Schema:
     )
 
 
-def cosine_pairs(block: pa.Table, *, threshold: float, window: int | None) -> pa.Table:
+def cosine_pairs(
+    block: pa.Table, *, threshold: float, window: int | None, edges_per_row: int | None
+) -> pa.Table:
     """A block's bucket pairs checked with the exact cosine of their embeddings."""
-    from pipeline.novelty import SIMILAR_SCHEMA, bucket_candidates, similar_table
+    from pipeline.novelty import bucket_candidates, checked_table
 
-    left, right = bucket_candidates(block, window)
-    if left.size == 0:
-        return SIMILAR_SCHEMA.empty_table()
     vectors = embeddings_of(block)
-    cosine = np.einsum("ij,ij->i", vectors[left], vectors[right]).astype(np.float64)
-    similar = cosine >= threshold
-    return similar_table(block, left[similar], right[similar], np.minimum(cosine[similar], 1.0))
+    found = []
+    for left, right in bucket_candidates(block, window):
+        cosine = np.einsum("ij,ij->i", vectors[left], vectors[right]).astype(np.float64)
+        similar = cosine >= threshold
+        found.append((left[similar], right[similar], np.minimum(cosine[similar], 1.0)))
+    return checked_table(block, found, edges_per_row)
 
 
 def embedding_edges(
-    probes: Any, config: EmbeddingConfig, *, seed: int, num_partitions: int, window: int | None
+    probes: Any,
+    config: EmbeddingConfig,
+    *,
+    seed: int,
+    num_partitions: int,
+    window: int | None,
+    edges_per_row: int | None,
 ) -> Any:
     """Similar pairs by embedding cosine (SIMILAR_SCHEMA), materialized."""
     from pipeline.distributed import grouped_blocks
@@ -206,7 +214,9 @@ def embedding_edges(
     return grouped_blocks(
         banded,
         BAND_COLUMN,
-        partial(cosine_pairs, threshold=config.threshold, window=window),
+        partial(
+            cosine_pairs, threshold=config.threshold, window=window, edges_per_row=edges_per_row
+        ),
         num_partitions,
     ).materialize()
 
