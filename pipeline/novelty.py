@@ -28,7 +28,10 @@ whose AND (plus the bits a filter lost to its own collisions) bounds the common 
 **Big buckets.** A bucket of k alike rows has k^2 / 2 pairs. With ``window`` (32) a row is
 checked against the bucket's first ``window`` rows in greedy order (the likely keepers) and
 the ``window`` rows just before it: O(k) per bucket. A pair this skips is usually found in
-another of the 42 buckets the two share. ``window: null`` checks every pair. The bench
+another of the 42 buckets the two share. ``window: null`` checks every pair. Likewise a
+cluster of n alike rows has n^2 / 2 similar pairs; each row keeps only its ``edges_per_row``
+(16) earliest similar partners per shuffle block, since its fate is decided by the earliest
+kept one, and candidate pairs are checked in chunks, so a block's memory stays bounded. The bench
 (``instructflow bench novelty``) counts the rows whose fate differs from the exact filter.
 
 **Why components give the greedy answer.** The greedy pass is the lexicographically first
