@@ -12,7 +12,7 @@ from bench.novelty import bench_novelty, instructions
 @pytest.mark.slow
 def test_bench_novelty_times_measures_and_extrapolates(ray_session, tmp_path, capsys):
     out = tmp_path / "novelty.json"
-    results = bench_novelty([400, 800], all_pairs_max=400, json_out=str(out), warmup=0)
+    results = bench_novelty([200, 400], all_pairs_max=200, json_out=str(out), warmup=0)
     small, large = results
     assert small.all_pairs_measured and not large.all_pairs_measured
     assert small.kept_all_pairs == small.kept_exact  # the all-pairs run checks the index
@@ -21,11 +21,11 @@ def test_bench_novelty_times_measures_and_extrapolates(ray_session, tmp_path, ca
         assert result.ours_s > 0 and result.ratio == pytest.approx(
             result.all_pairs_s / result.ours_s
         )
-    # Extrapolated at the per-comparison cost timed at 400.
+    # Extrapolated at the per-comparison cost timed at 200.
     per_comparison = small.all_pairs_s / small.all_pairs_comparisons
     assert large.all_pairs_s == pytest.approx(per_comparison * large.all_pairs_comparisons)
-    assert json.loads(out.read_text())[1]["size"] == 800
-    assert "800 instructions" in capsys.readouterr().out
+    assert json.loads(out.read_text())[1]["size"] == 400
+    assert "400 instructions" in capsys.readouterr().out
 
 
 def test_a_corpus_file_gives_its_instructions_in_order(tmp_path):

@@ -639,17 +639,3 @@ def test_created_rows_carry_their_provenance(generated):
     assert {row["context"] for row in labelled} == {"Text: the first case", "Text: the second case"}
     later = [row for row in kept if json.loads(row["augmentation"])["round"] == 2]
     assert any(json.loads(row["meta"])["generation"]["prompt_machine"] for row in later)
-
-
-@pytest.mark.slow
-def test_the_same_recipe_gives_the_same_bytes(generated):
-    from tests.pipeline.generate.scripted_server import ScriptedServer
-
-    root, *_ = generated
-    with ScriptedServer(scripted_reply, fail_first={429: 1}) as server:
-        run_recipe(root / "second", scripted_backend(server))
-    for part in ("data", "rejects"):
-        first = sorted((root / "first" / "out" / part).rglob("*.parquet"))
-        second = sorted((root / "second" / "out" / part).rglob("*.parquet"))
-        assert [p.name for p in first] == [p.name for p in second] and first
-        assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
