@@ -74,6 +74,11 @@ def without_polars_default(conf: str) -> str:
     return conf.strip(",")
 
 
+# Set by Ray's job supervisor for the driver of a Jobs API job: the job's runtime_env, which
+# ray.init merges into the driver's own.
+JOB_CONFIG_VARIABLE = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
 def connect(
     address: str | None, *, progress_bars: bool = True, num_cpus: int | None = None
 ) -> None:
@@ -81,12 +86,22 @@ def connect(
 
     With an address, the driver's own copy of the packages travels as ``py_modules`` so the
     workers run exactly the code that validated the recipe, whatever the cluster has installed.
+    Without one, a Ray address in ``RAY_ADDRESS`` is joined (Ray's own rule for ``ray.init``;
+    a dashboard URL there is for ``instructflow submit`` and does not count). Ray sets it for
+    the driver of every Jobs API job, so a submitted command runs on the cluster it was
+    submitted to. Inside a job nothing is added to the job's runtime_env: it already carries
+    the code and the worker environment (``instructflow submit`` puts them there), and Ray
+    refuses a driver's env_vars that repeat the job's.
     """
     if not ray.is_initialized():
+        address = address or ray_address_from_environment()
         if address:
+            in_job = JOB_CONFIG_VARIABLE in os.environ
             ray.init(
                 address=address,
-                runtime_env={"py_modules": [pipeline, ops, train], "env_vars": worker_env()},
+                runtime_env=None
+                if in_job
+                else {"py_modules": [pipeline, ops, train], "env_vars": worker_env()},
                 logging_level=logging.WARNING,
             )
         else:
@@ -103,3 +118,10 @@ def connect(
     context = DataContext.get_current()
     context.enable_progress_bars = progress_bars
     context.print_on_execution_start = False
+
+
+def ray_address_from_environment() -> str | None:
+    """``RAY_ADDRESS`` when it names a Ray cluster (``host:port``, ``auto``, ``ray://``), not
+    when it is a dashboard's http(s) URL."""
+    value = os.environ.get("RAY_ADDRESS", "")
+    return value if value and not value.startswith(("http://", "https://")) else None
