@@ -470,6 +470,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.cli import add_bench_commands
 
     add_bench_commands(commands)
+
+    from ops.submit import add_submit_commands
+
+    add_submit_commands(commands)
     return parser
 
 
