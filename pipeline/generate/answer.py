@@ -43,16 +43,15 @@ from pydantic import Field, model_validator
 from pipeline.generate.backend import BackendConfig, Request, decode_completion, encode_request
 from pipeline.generate.created import (
     Sampling,
+    created_by_backend,
     created_row,
     encode_jobs,
     failed_generation,
     finish,
-    generate,
     job_rows,
     job_table,
     lineage_key,
     live_sft_rows,
-    reporting_created,
     request_messages,
     request_seed,
     summed_counts,
@@ -216,15 +215,13 @@ class Answer(GlobalStage):
         jobs = dataset.map_batches(
             partial(answer_jobs, seed=context.seed, config=config), **batches
         )
-        created = (
-            generate(jobs, config.backend, STAGE)
-            .map_batches(
-                reporting_created(
-                    partial(answered_rows, config=config), stage=STAGE, tally=context.tally
-                ),
-                **batches,
-            )
-            .materialize()
+        created = created_by_backend(
+            jobs,
+            config.backend,
+            partial(answered_rows, config=config),
+            stage=STAGE,
+            tally=context.tally,
+            batch_size=config.batch_size,
         )
         finish(context, summed_counts(created, "answers"), started)
         records = dataset.map_batches(

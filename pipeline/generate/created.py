@@ -258,6 +258,28 @@ def generate(dataset: Any, backend: BackendConfig, stage: str) -> Any:
     )
 
 
+def created_by_backend(
+    jobs: Any,
+    backend: BackendConfig,
+    make: Callable[[pa.Table], pa.Table],
+    *,
+    stage: str,
+    tally: Any,
+    batch_size: int | None,
+) -> Any:
+    """One backend pass over ``jobs``, whose answered rows ``make`` turns into created rows,
+    counted by the tally (materialized: the stage sums its findings over them next)."""
+    return (
+        generate(jobs, backend, stage)
+        .map_batches(
+            reporting_created(make, stage=stage, tally=tally),
+            batch_size=batch_size,
+            batch_format="pyarrow",
+        )
+        .materialize()
+    )
+
+
 # ----- the tally: created rows and findings -----------------------------------------------
 
 
@@ -277,8 +299,12 @@ def reporting_created(
 
 
 def reason_counts(batch: pa.Table, *, prefix: str) -> pa.Table:
-    """One block's findings as a one-row JSON Counter: rows kept and dropped per reason."""
-    counts: Counter = Counter()
+    """One block's findings as a one-row JSON Counter: rows, the items replies listed (when
+    the rows come from parsed lists, as a Self-Instruct round's candidates), kept rows and
+    dropped ones per reason."""
+    counts: Counter = Counter({f"{prefix}.rows": batch.num_rows})
+    if "item" in batch.column_names:
+        counts[f"{prefix}.listed"] = int(pc.sum(pc.is_valid(batch.column("item"))).as_py() or 0)
     for reason in batch.column("drop_reason").to_pylist():
         counts[f"{prefix}.dropped.{reason}" if reason else f"{prefix}.kept"] += 1
     return pa.table({"counts": [json.dumps(counts)]})

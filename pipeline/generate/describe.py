@@ -52,16 +52,15 @@ from pydantic import Field, field_validator, model_validator
 from pipeline.generate.backend import BackendConfig, Request, decode_completion, encode_request
 from pipeline.generate.created import (
     Sampling,
+    created_by_backend,
     created_row,
     encode_jobs,
     failed_generation,
     finish,
-    generate,
     job_rows,
     job_table,
     lineage_key,
     live_sft_rows,
-    reporting_created,
     request_seed,
     summed_counts,
     user_turns,
@@ -283,15 +282,13 @@ class DescribeToInstruction(GlobalStage):
             ),
             **batches,
         ).materialize()
-        created = (
-            generate(jobs, config.backend, STAGE)
-            .map_batches(
-                reporting_created(
-                    partial(instruction_rows, config=config), stage=STAGE, tally=context.tally
-                ),
-                **batches,
-            )
-            .materialize()
+        created = created_by_backend(
+            jobs,
+            config.backend,
+            partial(instruction_rows, config=config),
+            stage=STAGE,
+            tally=context.tally,
+            batch_size=config.batch_size,
         )
         findings = summed_counts(created, "instructions")
         findings["descriptions"] = jobs.count() // config.n

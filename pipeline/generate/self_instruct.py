@@ -74,7 +74,6 @@ import ray
 import xxhash
 from pydantic import Field, field_validator, model_validator
 
-from pipeline.augment.selection import created_digest
 from pipeline.dedup_keys import RANK_COLUMN, UID_COLUMN
 from pipeline.distributed import report_counts, report_findings
 from pipeline.generate.backend import (
@@ -85,7 +84,15 @@ from pipeline.generate.backend import (
     decode_completion,
     encode_request,
 )
-from pipeline.generate.engine import generate_column
+from pipeline.generate.created import (
+    COMPLETION_COLUMN,
+    REQUEST_COLUMN,
+    created_by_backend,
+    drop_fields,
+    generate,
+    reporting_created,
+    summed_counts,
+)
 from pipeline.generate.self_instruct_prompts import (
     Instance,
     classify_prompt,
@@ -231,8 +238,6 @@ CANDIDATE_SCHEMA = pa.schema(
         pa.field("raw", pa.string()),
     ]
 )
-REQUEST_COLUMN = "request"
-COMPLETION_COLUMN = "completion"
 
 
 class SelfInstructConfig(StageConfig):
@@ -621,7 +626,7 @@ def read_classification(batch: pa.Table, *, seed: int, config: SelfInstructConfi
             row["is_classification"] = answer
             requests.append(instance_request(row, seed, config))
             continue
-        row.update(dropped_fields(drop))
+        row.update(drop_fields(drop))
         requests.append(None)
     table = pa.Table.from_pylist(
         [{name: row[name] for name in CANDIDATE_SCHEMA.names} for row in rows],
@@ -725,14 +730,14 @@ def task_instances(
             drop, raw = failure
         else:
             drop, raw = Drop(INSTANCES_UNPARSED, raw_detail(reply)), reply
-        failed = {**task, **dropped_fields(drop), "raw": raw}
+        failed = {**task, **drop_fields(drop), "raw": raw}
         return [created_row(failed, step="instances", model=model, label=config.task)]
     finish = completion.finish_reasons[0] if completion.finish_reasons else None
     rows = []
     for index, (instance, drop) in enumerate(
         zip(found, instance_drops(found, config, finish == "length"), strict=True)
     ):
-        fields = {**task, **dropped_fields(drop)}
+        fields = {**task, **drop_fields(drop)}
         rows.append(
             created_row(
                 fields,
@@ -745,39 +750,6 @@ def task_instances(
             )
         )
     return rows
-
-
-def dropped_fields(drop: Drop | None) -> dict[str, Any]:
-    if drop is None:
-        return {"drop_reason": None, "drop_detail": None}
-    detail = json.dumps(drop.detail or {}, ensure_ascii=False, sort_keys=True)
-    return {"drop_reason": drop.reason, "drop_detail": detail}
-
-
-def reporting_created(
-    make: Callable[[pa.Table], pa.Table], *, tally: Any
-) -> Callable[[pa.Table], pa.Table]:
-    """``make`` that also tells the tally how many rows it created, keyed by their digest
-    (a retried batch sets the same key again, so conservation is checked exactly)."""
-
-    def run(batch: pa.Table) -> pa.Table:
-        created = make(batch)
-        if tally is not None and created.num_rows:
-            ray.get(tally.rows_created.remote(created_digest(created, STAGE), created.num_rows))
-        return created
-
-    return run
-
-
-def reason_counts(batch: pa.Table, *, prefix: str) -> pa.Table:
-    """One block's findings as a one-row JSON Counter: rows, the tasks replies listed (a
-    round's candidates), kept rows and dropped ones per reason."""
-    counts: Counter = Counter({f"{prefix}.rows": batch.num_rows})
-    if "item" in batch.column_names:
-        counts[f"{prefix}.listed"] = int(pc.sum(pc.is_valid(batch.column("item"))).as_py() or 0)
-    for reason in batch.column("drop_reason").to_pylist():
-        counts[f"{prefix}.dropped.{reason}" if reason else f"{prefix}.kept"] += 1
-    return pa.table({"counts": [json.dumps(counts)]})
 
 
 def live_rows(batch: pa.Table) -> pa.Table:
@@ -841,12 +813,10 @@ class SelfInstruct(GlobalStage):
             need = config.prompts_per_round * config.num_machine
             machine_sample = pool_sample(machine_pool, seed, f"machine.{round_number}", need)
         prompts = round_prompts(seed_sample, machine_sample, config, seed, round_number)
-        replies = generate_column(
+        replies = generate(
             ray.data.from_arrow(pa.Table.from_pylist(prompts, schema=PROMPT_SCHEMA)),
             config.backend,
-            stage=STAGE,
-            request_column=REQUEST_COLUMN,
-            completion_column=COMPLETION_COLUMN,
+            STAGE,
         )
         candidates = replies.map_batches(
             partial(parse_replies, config=config),
@@ -865,6 +835,7 @@ class SelfInstruct(GlobalStage):
         rejected = candidates.map_batches(
             reporting_created(
                 partial(rejected_candidates, model=config.backend.model, label=config.task),
+                stage=STAGE,
                 tally=context.tally,
             ),
             batch_format="pyarrow",
@@ -875,34 +846,23 @@ class SelfInstruct(GlobalStage):
         """Classification, then instance generation, of every kept task: the created rows
         (materialized) and their counts."""
         config, seed = self.config, context.seed
-        generate = partial(
-            generate_column,
-            backend=config.backend,
-            stage=STAGE,
-            request_column=REQUEST_COLUMN,
-            completion_column=COMPLETION_COLUMN,
-        )
         asked = tasks.map_batches(
             partial(classify_requests, seed=seed, config=config),
             batch_size=config.batch_size,
             batch_format="pyarrow",
         )
-        classified = generate(asked).map_batches(
+        classified = generate(asked, config.backend, STAGE).map_batches(
             partial(read_classification, seed=seed, config=config),
             batch_size=config.batch_size,
             batch_format="pyarrow",
         )
-        made = (
-            generate(classified)
-            .map_batches(
-                reporting_created(
-                    partial(instance_rows, model=config.backend.model, config=config),
-                    tally=context.tally,
-                ),
-                batch_size=config.batch_size,
-                batch_format="pyarrow",
-            )
-            .materialize()
+        made = created_by_backend(
+            classified,
+            config.backend,
+            partial(instance_rows, model=config.backend.model, config=config),
+            stage=STAGE,
+            tally=context.tally,
+            batch_size=config.batch_size,
         )
         counts = summed_counts(made, "instances")
         counts["instances.tasks"] = tasks.count()
@@ -935,17 +895,6 @@ def with_draws_removed(batch: pa.Table, *, pick: Callable[[pa.Table], pa.Table])
     """A block's smallest draws without the ``_draw`` column, so the second pass draws again
     on POOL_SCHEMA rows alone."""
     return pick(batch).drop_columns(["_draw"])
-
-
-def summed_counts(dataset: Any, prefix: str) -> Counter:
-    """Rows, kept and dropped per reason, summed over blocks: one small row each to the driver."""
-    counts: Counter = Counter()
-    per_block = dataset.map_batches(
-        partial(reason_counts, prefix=prefix), batch_size=None, batch_format="pyarrow"
-    )
-    for row in per_block.iter_rows():
-        counts.update(json.loads(row["counts"]))
-    return counts
 
 
 # ----- novelty ----------------------------------------------------------------------------
@@ -1025,5 +974,5 @@ def mark_not_novel(batch: pa.Table, *, drops: dict[str, dict[str, Any]]) -> pa.T
     rows = batch.to_pylist()
     for row in rows:
         if row["drop_reason"] is None and row["ident"] in drops:
-            row.update(dropped_fields(Drop(NOT_NOVEL, drops[row["ident"]])))
+            row.update(drop_fields(Drop(NOT_NOVEL, drops[row["ident"]])))
     return pa.Table.from_pylist(rows, schema=CANDIDATE_SCHEMA)
