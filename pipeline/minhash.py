@@ -466,11 +466,12 @@ def band_hashes(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     band_index = np.arange(bands, dtype=np.uint64)
     hashes = np.broadcast_to(band_index ^ np.uint64(BAND_SEED), (len(signatures), bands))
     for row in range(rows):
-        hashes = _mix_array(hashes * XXH_PRIME_1 + blocks[:, :, row])
+        hashes = fmix64_array(hashes * XXH_PRIME_1 + blocks[:, :, row])
     return np.ascontiguousarray(hashes)
 
 
-def _mix_array(values: np.ndarray) -> np.ndarray:
+def fmix64_array(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's ``fmix64`` avalanche over a uint64 array (wraps on overflow)."""
     values = values ^ (values >> np.uint64(33))
     values = values * FMIX_1
     values = values ^ (values >> np.uint64(33))

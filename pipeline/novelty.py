@@ -80,7 +80,7 @@ from pipeline.dedup_keys import (
     row_uids,
 )
 from pipeline.distributed import count_alive, grouped_blocks, mark_drops, partitions_for
-from pipeline.minhash import band_hashes, permutations
+from pipeline.minhash import band_hashes, fmix64_array, permutations
 from pipeline.stage import GlobalContext, GlobalStage, StageConfig
 
 STAGE = "novelty"
@@ -305,15 +305,7 @@ def indexed_hashes(ids: np.ndarray) -> np.ndarray:
     run = np.arange(ids.size) - np.repeat(starts, np.diff(np.r_[starts, ids.size]))
     occurrence = np.empty(ids.size, dtype=np.uint64)
     occurrence[order] = run.astype(np.uint64)
-    return mix64(ids ^ (occurrence * np.uint64(0x9E3779B97F4A7C15)))
-
-
-def mix64(values: np.ndarray) -> np.ndarray:
-    values = values ^ (values >> np.uint64(33))
-    values = values * np.uint64(0xFF51AFD7ED558CCD)
-    values = values ^ (values >> np.uint64(33))
-    values = values * np.uint64(0xC4CEB9FE1A85EC53)
-    return values ^ (values >> np.uint64(33))
+    return fmix64_array(ids ^ (occurrence * np.uint64(0x9E3779B97F4A7C15)))
 
 
 def signatures_of(id_lists: Sequence[np.ndarray], num_perm: int, seed: int) -> np.ndarray:
@@ -355,21 +347,25 @@ def band_table(probes: pa.Table, *, bands: int, rows: int, num_perm: int, seed: 
     probes = probes.filter(pa.array(usable))
     id_lists = [ids for ids, use in zip(id_lists, usable, strict=True) if use]
     hashes = band_hashes(signatures_of(id_lists, num_perm, seed), bands, rows)
-    repeat = np.repeat(np.arange(probes.num_rows), bands)
-    tokens = pa.array([ids.tobytes() for ids in id_lists], pa.binary())
-    blooms = pa.array([row.tobytes() for row in bloom_filters(id_lists)], pa.binary())
-    return pa.table(
-        {
-            BAND_COLUMN: pa.array(hashes.reshape(-1), pa.uint64()),
-            UID_COLUMN: probes.column(UID_COLUMN).take(repeat),
-            "id": probes.column("id").take(repeat),
-            RANK_COLUMN: probes.column(RANK_COLUMN).take(repeat),
-            FIXED_COLUMN: probes.column(FIXED_COLUMN).take(repeat),
-            TOKENS_COLUMN: tokens.take(pa.array(repeat)),
-            BLOOM_COLUMN: blooms.take(pa.array(repeat)),
-        },
-        schema=BAND_SCHEMA,
-    )
+    payload = {
+        TOKENS_COLUMN: pa.array([ids.tobytes() for ids in id_lists], pa.binary()),
+        BLOOM_COLUMN: pa.array([row.tobytes() for row in bloom_filters(id_lists)], pa.binary()),
+    }
+    return banded_rows(probes, hashes, payload, BAND_SCHEMA)
+
+
+def banded_rows(
+    probes: pa.Table, hashes: np.ndarray, payload: dict[str, pa.Array], schema: pa.Schema
+) -> pa.Table:
+    """One row per (probe, band) of an (n, bands) hash array: the probe's identity columns
+    and its ``payload`` (what a bucket check reads) repeated per band, for the shuffle."""
+    repeat = pa.array(np.repeat(np.arange(probes.num_rows), hashes.shape[1]))
+    columns = {BAND_COLUMN: pa.array(hashes.reshape(-1), pa.uint64())}
+    for name in (UID_COLUMN, "id", RANK_COLUMN, FIXED_COLUMN):
+        columns[name] = probes.column(name).take(repeat)
+    for name, values in payload.items():
+        columns[name] = values.take(repeat)
+    return pa.table(columns, schema=schema)
 
 
 # ----- buckets -> checked edges -----------------------------------------------------------
@@ -875,18 +871,8 @@ def embedding_band_table(batch: pa.Table, *, bands: int, rows: int, seed: int) -
         for row in range(batch.num_rows):
             key = band.to_bytes(4, "little") + part[row].tobytes()
             hashes[row, band] = xxhash.xxh3_64_intdigest(key, seed=seed & 0xFFFF_FFFF)
-    repeat = pa.array(np.repeat(np.arange(batch.num_rows), bands))
-    return pa.table(
-        {
-            BAND_COLUMN: pa.array(hashes.reshape(-1), pa.uint64()),
-            UID_COLUMN: batch.column(UID_COLUMN).take(repeat),
-            "id": batch.column("id").take(repeat),
-            RANK_COLUMN: batch.column(RANK_COLUMN).take(repeat),
-            FIXED_COLUMN: batch.column(FIXED_COLUMN).take(repeat),
-            EMBEDDING_COLUMN: batch.column(EMBEDDING_COLUMN).take(repeat),
-        },
-        schema=embedding_band_schema(),
-    )
+    payload = {EMBEDDING_COLUMN: batch.column(EMBEDDING_COLUMN).combine_chunks()}
+    return banded_rows(batch, hashes, payload, embedding_band_schema())
 
 
 def embedding_band_schema() -> pa.Schema:
