@@ -4,6 +4,7 @@ the gradient of one process that sees the whole batch at once."""
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -71,7 +72,12 @@ def _rank(rank: int, world: int, port: int, out: str) -> None:
             micro_batch_loss(logits, labels[part], tokens, world).backward()
     if rank == 0:
         torch.save(torch.cat([p.grad.flatten() for p in model.parameters()]), out)
+    # Both ranks leave together: a rank tearing down gloo while the other still talks to it
+    # aborted the process (SIGABRT) on CI once. Skipping the interpreter's teardown avoids
+    # native thread pools aborting at exit, as in the serve command.
+    dist.barrier()
     dist.destroy_process_group()
+    os._exit(0)
 
 
 def free_port() -> int:
