@@ -228,6 +228,41 @@ def _bench_novelty(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_curation(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.curation import (
+        DEFAULT_CORPUS,
+        CurationBenchSettings,
+        bench_curation,
+        check_settings,
+    )
+
+    settings = CurationBenchSettings(
+        workdir=Path(args.workdir),
+        corpus=Path(args.corpus) if args.corpus else DEFAULT_CORPUS,
+        records=args.records,
+        heldout_fraction=args.heldout_fraction,
+        split_seed=args.split_seed,
+        seeds=tuple(args.seeds),
+        size=args.size,
+        vocab_size=args.vocab_size,
+        max_length=args.max_length,
+        micro_batch_size=args.micro_batch_size,
+        steps=args.steps,
+        learning_rate=args.learning_rate,
+        warmup_steps=args.warmup_steps,
+        cpus=args.cpus,
+    )
+    try:
+        check_settings(settings)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    bench_curation(settings, json_out=args.json_out)
+    return 0
+
+
 def add_training_bench_flags(
     parser: argparse.ArgumentParser, method: str, windows: bool = True
 ) -> None:
@@ -451,3 +486,27 @@ def add_bench_commands(commands: Any) -> None:
     novelty_bench.add_argument("--seed", type=int, default=0)
     novelty_bench.add_argument("--json-out", help="also write the results here as JSON")
     novelty_bench.set_defaults(handler=_bench_novelty)
+
+    curation_bench = bench.add_parser(
+        "curation",
+        help="held-out loss of the same tiny model and token budget on the raw vs curated corpus",
+    )
+    curation_bench.add_argument(
+        "--corpus",
+        help="a JSON array or JSONL file of records (default: the shared alpaca_en_demo.json)",
+    )
+    curation_bench.add_argument("--records", type=int, help="the corpus's first N (default: all)")
+    curation_bench.add_argument("--heldout-fraction", type=float, default=0.15)
+    curation_bench.add_argument("--split-seed", type=int, default=0, help="the held-out hash")
+    curation_bench.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    curation_bench.add_argument("--size", choices=["tiny", "small", "0.5b"], default="small")
+    curation_bench.add_argument("--vocab-size", type=int, default=2048)
+    curation_bench.add_argument("--max-length", type=int, default=512)
+    curation_bench.add_argument("--micro-batch-size", type=int, default=4, help="packed rows")
+    curation_bench.add_argument("--steps", type=int, default=150, help="the budget, both arms")
+    curation_bench.add_argument("--learning-rate", type=float, default=1e-3)
+    curation_bench.add_argument("--warmup-steps", type=int, default=10)
+    curation_bench.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
+    curation_bench.add_argument("--workdir", default=".bench/curation")
+    curation_bench.add_argument("--json-out", help="also write the results here as JSON")
+    curation_bench.set_defaults(handler=_bench_curation)
