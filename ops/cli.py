@@ -467,6 +467,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_feedback_commands(commands)
 
+    from ops.run_steps import add_run_commands
+
+    add_run_commands(commands)
+
     from bench.cli import add_bench_commands
 
     add_bench_commands(commands)
