@@ -54,6 +54,24 @@ def local_system_config() -> dict[str, int]:
     }
 
 
+# Object-store settings the driver's environment has travel to every worker as they are, so
+# that a Ray worker opens s3:// and gs:// paths with the endpoint and credentials the driver
+# checked the recipe with (a MinIO or R2 endpoint, keys from the shell). Without them a worker
+# on another node would try AWS itself, or that node's own credentials. AWS_PROFILE and
+# GOOGLE_APPLICATION_CREDENTIALS name files, which must exist on the workers too.
+FORWARDED_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
+
+
 def worker_env() -> dict[str, str]:
     env = {
         name: os.environ.get(name, value)
@@ -62,6 +80,7 @@ def worker_env() -> dict[str, str]:
     }
     users = without_polars_default(os.environ.get(JEMALLOC_CONF, ""))
     env[JEMALLOC_CONF] = ",".join(filter(None, [WORKER_ENV[JEMALLOC_CONF], users]))
+    env.update({name: os.environ[name] for name in FORWARDED_ENV if name in os.environ})
     return env
 
 
