@@ -17,8 +17,8 @@ import yaml
 
 from pipeline.checkpoint import COMMIT_PLAN, RUN_DIRECTORY, RUN_MARKER, RunDirectory, read_json
 from pipeline.config import DataRecipe, Problem, RecipeError, parse_recipe
-from pipeline.discover import fixed_prefix
-from pipeline.read import InputNotFound, list_input_files, open_filesystem
+from pipeline.discover import fixed_prefix, storage_problem
+from pipeline.read import list_input_files, open_filesystem
 from pipeline.stage import path_fields
 
 # Beside its shards, a data run writes these documents at the top of its output; they are
@@ -173,9 +173,17 @@ def preflight(recipe: DataRecipe, source: str, overwrite: bool, *, resume: bool 
     for index, item in enumerate(recipe.inputs):
         try:
             list_input_files(item.path)
-        except InputNotFound as error:
+        except ValueError as error:  # InputNotFound, or a URI this project cannot use
             problems.append(
                 Problem(path=f"inputs[{index}].path", message=str(error), value=item.path)
+            )
+        except OSError as error:  # an object store that refuses or does not answer
+            problems.append(
+                Problem(
+                    path=f"inputs[{index}].path",
+                    message=f"unreadable: {storage_problem(error)}",
+                    value=item.path,
+                )
             )
     problems.extend(_check_stage_files(recipe))
     overlaps = _check_overlap(recipe)
@@ -258,7 +266,9 @@ def _check_output(path: str, overwrite: bool, resume: bool) -> list[Problem]:
         with filesystem.open_output_stream(probe) as stream:
             stream.write(b"ok")
         filesystem.delete_file(probe)
-    except (OSError, ValueError) as error:
+    except OSError as error:
+        return [Problem(path=where, message=f"not writable: {storage_problem(error)}", value=path)]
+    except ValueError as error:
         return [Problem(path=where, message=f"not writable: {error}", value=path)]
     return []
 

@@ -25,10 +25,15 @@ class InputFile:
     size: int
 
 
+# Object stores whose URIs Arrow reads options from (``?endpoint_override=...``).
+OPTION_SCHEMES = ("s3", "gs", "gcs")
+
+
 def open_filesystem(uri_or_path: str) -> tuple[pafs.FileSystem, str]:
     """Arrow's own filesystem where it has one (local, s3, gs, hdfs), else fsspec's."""
     if "://" not in uri_or_path:
         return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri_or_path))
+    refuse_uri_options(uri_or_path)
     try:
         return pafs.FileSystem.from_uri(uri_or_path)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -37,8 +42,49 @@ def open_filesystem(uri_or_path: str) -> tuple[pafs.FileSystem, str]:
         return pafs.PyFileSystem(pafs.FSSpecHandler(filesystem)), path
 
 
+def refuse_uri_options(uri: str) -> None:
+    """Options after ``?`` in an object store's URI would end up in the middle of every path
+    joined under it (``s3://b/run?endpoint_override=h/stats.json``); the environment
+    configures the store for the driver and, forwarded, for every Ray worker."""
+    if uri.split("://", 1)[0].lower() in OPTION_SCHEMES and "?" in uri:
+        raise ValueError(
+            f"{uri}: options in the URI (after '?') are not supported; set the endpoint and "
+            "keys in the environment instead (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)"
+        )
+
+
+def uri_of(root_uri: str, location: str) -> str:
+    """``location``, a path inside the filesystem ``open_filesystem(root_uri)`` opened (what
+    Arrow and Ray Train report: ``bucket/run/x`` for ``s3://bucket/run``), as a URI like
+    ``root_uri`` (``s3://bucket/run/x``). Local paths, and locations outside the root (already
+    URIs), are returned as they are."""
+    if "://" not in root_uri:
+        return location
+    root = open_filesystem(root_uri)[1].rstrip("/")
+    if location != root and not location.startswith(root + "/"):
+        return location
+    return root_uri.rstrip("/") + location[len(root) :]
+
+
+def storage_problem(error: OSError) -> str:
+    """An object store's failure in one line: a missing bucket or an endpoint that does not
+    answer said plainly (Arrow's own wording suggests an option of its own, or quotes curl);
+    any other error as Arrow's first line."""
+    text = str(error).strip()
+    missing = re.search(r"[Bb]ucket '([^']+)'(?: not found|.*NO_SUCH_BUCKET)", text)
+    if missing is not None:
+        return f"bucket {missing.group(1)!r} does not exist (instructflow does not create buckets)"
+    if "NETWORK_CONNECTION" in text or "Could not connect" in text:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        where = f"the endpoint {endpoint}" if endpoint else "the object store"
+        return f"cannot reach {where}; check AWS_ENDPOINT_URL and the network"
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def list_input_files(path: str) -> list[InputFile]:
     """A file, a directory (recursive) or a glob, as a sorted list; metadata only."""
+    if "://" in path:
+        refuse_uri_options(path)  # else its '?' reads as a glob
     if _is_glob(path):
         return _glob_files(path)
     filesystem, location = open_filesystem(path)

@@ -26,10 +26,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import posixpath
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from train.sft import CHECKPOINT_META
+from train.sft import CHECKPOINT_META, TRAINING_STATE
+
+# Beside a downloaded checkpoint: the objects it was copied from (``local_copy``).
+SOURCE_LISTING = ".instructflow-source.json"
 
 
 class CheckpointError(ValueError):
@@ -37,7 +41,16 @@ class CheckpointError(ValueError):
 
 
 def resolve_checkpoint(path: str) -> str:
-    """A checkpoint directory, or the best one of a training output directory."""
+    """A checkpoint directory, or the best one of a training output directory. On an object
+    store (``s3://``, ``gs://``), a local copy of it: transformers, peft and vLLM load from
+    local directories only."""
+    if "://" in path:
+        from pipeline.discover import storage_problem
+
+        try:
+            return local_copy(remote_checkpoint(path))
+        except OSError as error:
+            raise CheckpointError(f"{path}: {storage_problem(error)}") from None
     if os.path.isfile(os.path.join(path, CHECKPOINT_META)):
         return path
     summary = os.path.join(path, "train_summary.json")
@@ -50,6 +63,65 @@ def resolve_checkpoint(path: str) -> str:
         f"{path}: not a checkpoint (no {CHECKPOINT_META}) nor a training output with a best "
         "checkpoint (train_summary.json)"
     )
+
+
+def remote_checkpoint(uri: str) -> str:
+    """``resolve_checkpoint`` on an object store: the checkpoint's URI."""
+    from pipeline.checkpoint import read_json
+    from pipeline.discover import uri_of
+
+    if read_json(posixpath.join(uri, CHECKPOINT_META)) is not None:
+        return uri
+    summary = read_json(posixpath.join(uri, "train_summary.json")) or {}
+    best = (summary.get("best") or {}).get("path")
+    # uri_of: a summary written before paths were URIs has the bucket's path alone.
+    best = uri_of(uri, best) if best else None
+    if best and read_json(posixpath.join(best, CHECKPOINT_META)) is not None:
+        return best
+    raise CheckpointError(
+        f"{uri}: not a checkpoint (no {CHECKPOINT_META}) nor a training output with a best "
+        "checkpoint (train_summary.json)"
+    )
+
+
+def local_copy(uri: str) -> str:
+    """The checkpoint at ``uri`` in the local cache (``$XDG_CACHE_HOME``, else ``~/.cache``,
+    under ``instructflow/checkpoints/``), downloaded unless the copy there came from the same
+    objects (names, sizes, modification times): an ``--overwrite`` run reuses step names.
+    The optimizer state stays behind: generating does not need it."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import pyarrow.fs as pafs
+
+    from pipeline.read import open_filesystem
+
+    filesystem, root = open_filesystem(uri)
+    listing = sorted(
+        (info.path[len(root.rstrip("/")) + 1 :], info.size, info.mtime_ns)
+        for info in filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
+        if info.type == pafs.FileType.File and os.path.basename(info.path) != TRAINING_STATE
+    )
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    target = cache / "instructflow" / "checkpoints" / uri.split("://", 1)[0] / root.strip("/")
+    record = target / SOURCE_LISTING
+    if record.is_file() and json.loads(record.read_text()) == [list(row) for row in listing]:
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    for relative, _, _ in listing:
+        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+        pafs.copy_files(
+            posixpath.join(root, relative),
+            str(staging / relative),
+            source_filesystem=filesystem,
+            destination_filesystem=pafs.LocalFileSystem(),
+        )
+    (staging / SOURCE_LISTING).write_text(json.dumps(listing))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return str(target)
 
 
 def load_for_generation(checkpoint: str, device: str = "cpu") -> tuple[Any, Any, dict]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +23,7 @@ import ray
 
 from pipeline.checkpoint import unfinished_run_problem
 from pipeline.config import Problem
+from pipeline.discover import storage_problem, uri_of
 from pipeline.read import open_filesystem
 from pipeline.stage_failure import find_cause
 from train.config import SFTRecipe
@@ -45,7 +47,11 @@ def absolute(path: str) -> str:
 def split_dir(recipe: SFTRecipe, split: str | None, key: str, problems: list[Problem]) -> str:
     """data/<split>/ of the pipeline run (data/ itself when the split is null)."""
     path = posixpath.join(recipe.data.path, "data", *([split] if split else []))
-    unfinished = unfinished_run_problem(recipe.data.path)
+    try:
+        unfinished = unfinished_run_problem(recipe.data.path)
+    except (OSError, ValueError) as error:
+        message = storage_problem(error) if isinstance(error, OSError) else first_line(error)
+        unfinished = f"unreadable: {message}"
     if unfinished:  # once, not once per split
         if not any(problem.path == "data.path" for problem in problems):
             problems.append(Problem(path="data.path", message=unfinished, value=recipe.data.path))
@@ -63,7 +69,8 @@ def split_dir(recipe: SFTRecipe, split: str | None, key: str, problems: list[Pro
             else []
         )
     except (OSError, ValueError) as error:
-        problems.append(Problem(path=key, message=f"unreadable: {first_line(error)}", value=path))
+        message = storage_problem(error) if isinstance(error, OSError) else first_line(error)
+        problems.append(Problem(path=key, message=f"unreadable: {message}", value=path))
         return path
     if not files:
         hint = (
@@ -78,7 +85,32 @@ def split_dir(recipe: SFTRecipe, split: str | None, key: str, problems: list[Pro
 
 
 def check_output(path: str, *, resume: bool, overwrite: bool) -> list[Problem]:
-    filesystem, root = open_filesystem(path)
+    try:
+        filesystem, root = open_filesystem(path)
+        problems = previous_run_problems(filesystem, root, path, resume=resume, overwrite=overwrite)
+        if not problems and "://" in path:
+            # An object store is written to before Ray starts: a missing bucket, wrong keys
+            # or an endpoint that does not answer show here, not after the data is tokenised.
+            probe = posixpath.join(root, f".write-probe-{uuid.uuid4().hex}")
+            filesystem.create_dir(root, recursive=True)
+            with filesystem.open_output_stream(probe) as stream:
+                stream.write(b"ok")
+            filesystem.delete_file(probe)
+    except OSError as error:
+        return [
+            Problem(
+                path="output.path", message=f"not writable: {storage_problem(error)}", value=path
+            )
+        ]
+    except ValueError as error:
+        return [Problem(path="output.path", message=str(error), value=path)]
+    return problems
+
+
+def previous_run_problems(
+    filesystem: pafs.FileSystem, root: str, path: str, *, resume: bool, overwrite: bool
+) -> list[Problem]:
+    """An earlier run in the output directory, refused unless resumed or overwritten."""
     info = filesystem.get_file_info(root)
     if info.type == pafs.FileType.File:
         return [Problem(path="output.path", message="is a file; expected a directory", value=path)]
@@ -319,7 +351,7 @@ def fit(
 def summarize(recipe: SFTRecipe, plan: TrainPlan, result: Any, stats: dict, seconds: float) -> dict:
     def described(checkpoint: Any, metrics: dict) -> dict:
         return {
-            "path": checkpoint.path,
+            "path": uri_of(recipe.output.path, checkpoint.path),
             **{k: v for k, v in metrics.items() if isinstance(v, int | float)},
         }
 
