@@ -503,7 +503,7 @@ def add_bench_commands(commands: Any) -> None:
     curation_bench.add_argument("--vocab-size", type=int, default=2048)
     curation_bench.add_argument("--max-length", type=int, default=512)
     curation_bench.add_argument("--micro-batch-size", type=int, default=4, help="packed rows")
-    curation_bench.add_argument("--steps", type=int, default=150, help="the budget, both arms")
+    curation_bench.add_argument("--steps", type=int, default=120, help="the budget, both arms")
     curation_bench.add_argument("--learning-rate", type=float, default=1e-3)
     curation_bench.add_argument("--warmup-steps", type=int, default=10)
     curation_bench.add_argument("--cpus", type=int, default=os.cpu_count() or 1)

@@ -97,7 +97,7 @@ class CurationBenchSettings:
     vocab_size: int = 2048
     max_length: int = 512
     micro_batch_size: int = 4
-    steps: int = 150
+    steps: int = 120
     learning_rate: float = 1e-3
     warmup_steps: int = 10
     cpus: int = 2  # the local Ray's CPUs and the Ray Train worker's
