@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import ray
 
-from pipeline.distributed import grouped_blocks
+from pipeline.distributed import grouped_blocks, on_driver_node
 
 EDGE_SCHEMA = pa.schema([pa.field("u", pa.int64()), pa.field("v", pa.int64())])
 LABEL_SCHEMA = pa.schema([pa.field("node", pa.int64()), pa.field("root", pa.int64())])
@@ -206,7 +206,7 @@ def connected_components(
     if edges.count() <= single_task_max_edges:
         labels = components_task.remote(*edges.to_arrow_refs(), sizes=sizes)
         return ray.data.from_arrow_refs([labels]).materialize(), 0
-    counter = ViolationCounter.remote()
+    counter = ViolationCounter.options(scheduling_strategy=on_driver_node()).remote()
     graph = edges.map_batches(symmetric, batch_format="pyarrow").materialize()
     for round_index in range(max_rounds):
         large = grouped_blocks(

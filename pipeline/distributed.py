@@ -33,6 +33,17 @@ from pipeline.schema import FLOW_SCHEMA
 from pipeline.stage import GlobalContext, StageCounts
 
 
+def on_driver_node() -> Any:
+    """The scheduling of a run's bookkeeping actors (the tally, counters): the driver's
+    node, which the run cannot outlive anyway. Left to Ray, a 0-CPU actor may land on any
+    worker node, and losing that node loses the counts with it: a restarted actor would come
+    back empty, so the run could only fail or miscount. Ray Train pins its controller the
+    same way."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+
+
 def partitions_for(dataset: ray.data.Dataset, context: GlobalContext) -> int:
     """Enough hash partitions that each holds at most ``context.partition_bytes`` of
     ``dataset``, and at least one per worker. ``size_bytes`` is block metadata on a
