@@ -6,6 +6,7 @@ checkpoints.
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,17 @@ from train.config import (
 )
 from train.launch import TRAIN_ARTEFACTS, clear_named_artefacts, recipe_yaml, write_text
 from train.sft_launch import launch_sft, prepare, resolve_paths
+
+
+def released(launch: Any, prepared: Any, **options: Any) -> dict[str, Any]:
+    """``launch(prepared, **options)``, then the run's datasets freed: Ray Data's reference
+    cycles would keep their blocks in the object store for the rest of a driver that goes on
+    (``instructflow run``), where a node lost later would have Ray rebuild them
+    (``pipeline.plan.execute`` does the same)."""
+    try:
+        return launch(prepared, **options)
+    finally:
+        gc.collect()
 
 
 def load_sft_recipe(path: str, overrides: list[str] | None = None) -> SFTRecipe:
@@ -48,7 +60,7 @@ def run_dpo(
     recipe = load_dpo_recipe(recipe_path, overrides)
     prepared = prepare_dpo(recipe, recipe_path, resume=resume, overwrite=overwrite)
     start_run(recipe, address, resume=resume, overwrite=overwrite)
-    return launch_dpo(prepared, fault=fault)
+    return released(launch_dpo, prepared, fault=fault)
 
 
 def load_rl_recipe(path: str, overrides: list[str] | None = None) -> RLRecipe:
@@ -106,7 +118,7 @@ def run_rl(
     recipe = load_rl_recipe(recipe_path, overrides)
     prepared = prepare_rl(recipe, recipe_path, resume=resume, overwrite=overwrite)
     start_run(recipe, address, resume=resume, overwrite=overwrite)
-    return launch_rl(prepared, fault=fault)
+    return released(launch_rl, prepared, fault=fault)
 
 
 def start_run(recipe: SFTRecipe, address: str | None, *, resume: bool, overwrite: bool) -> None:
@@ -130,7 +142,7 @@ def run_sft(
     recipe = load_sft_recipe(recipe_path, overrides)
     prepared = prepare(recipe, recipe_path, resume=resume, overwrite=overwrite)
     start_run(recipe, address, resume=resume, overwrite=overwrite)
-    return launch_sft(prepared, fault=fault)
+    return released(launch_sft, prepared, fault=fault)
 
 
 def validation_before_after(summary: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:

@@ -11,6 +11,7 @@ stage itself declares what it needs (``Stage.resources``); this module reads it.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import posixpath
 import time
@@ -31,6 +32,7 @@ from pipeline.checkpoint import (
     write_checkpoint_block,
 )
 from pipeline.config import DataRecipe, StageSpec
+from pipeline.distributed import on_driver_node
 from pipeline.ingest import CONVERSION_REJECTS, INGEST_REASONS, InputConfig, ingest_file
 from pipeline.manifest import build_manifest
 from pipeline.memory import releasing
@@ -239,43 +241,67 @@ def checkpoint_name(position: int, spec: StageSpec) -> str:
 def checkpointed(
     dataset: ray.data.Dataset, name: str, run: RunDirectory, tally: Any, checkpoints: bool
 ) -> Any:
-    """``dataset.materialize()``, with every block also saved as checkpoint ``name`` when
-    ``checkpoints`` (the recipe's ``run.checkpoints``) is on.
+    """``dataset.materialize()``; when ``checkpoints`` (the recipe's ``run.checkpoints``) is
+    on, every block is saved as checkpoint ``name`` instead, and the checkpoint, read back
+    and materialized, is what is returned.
 
-    The blocks are written by the execution that materializes them, so a checkpoint costs
-    one Parquet write of the data and no extra pass; ``_COMPLETE.json`` follows once it has.
+    The blocks are written by the one execution of ``dataset``: a checkpoint costs a Parquet
+    write and a read of the data, and no extra pass; ``_COMPLETE.json`` follows the write.
     """
     if not checkpoints:
         return dataset.materialize()
     directory = run.start_checkpoint(name)
-    materialized = dataset.map_batches(
+    rows = dataset.map_batches(
         partial(write_checkpoint_block, directory=directory),
         batch_format="pyarrow",
         batch_size=None,
-    ).materialize()
-    run.complete_checkpoint(name, materialized.count(), ray.get(tally.state.remote()))
-    return materialized
+    ).count()
+    run.complete_checkpoint(name, rows, ray.get(tally.state.remote()))
+    # What follows reads the checkpoint back rather than keep the blocks that wrote it, so a
+    # block lost with a node is read again from storage. Kept, its lineage ran back to the
+    # input files through actor pools shut down since, whose actors cannot be restarted once
+    # their constructor's arguments are freed (ray-project/ray#53727): the run hung on the
+    # first lost block (tests/test_multinode.py). The cost is one Parquet read per checkpoint.
+    return checkpoint_dataset(name, run)
 
 
 def restored(name: str, run: RunDirectory, tally: Any) -> ray.data.Dataset:
     """Checkpoint ``name`` read back, with the Tally's counts as they were when it was made."""
+    dataset = checkpoint_dataset(name, run)
+    ray.get(tally.restore.remote(run.completed_checkpoint(name)["tally"]))
+    return dataset
+
+
+def checkpoint_dataset(name: str, run: RunDirectory) -> ray.data.Dataset:
+    """Completed checkpoint ``name`` as a materialized dataset of its files."""
     record = run.completed_checkpoint(name)
     directory = run.checkpoint_uri(name)
     if record["rows"] == 0:
         dataset = ray.data.from_arrow(empty_flow_table())
     else:
-        files = [posixpath.join(directory, file) for file in record["files"]]
-        filesystem, _ = open_filesystem(directory)
-        dataset = ray.data.read_parquet(
-            [open_filesystem(file)[1] for file in files], filesystem=filesystem, schema=FLOW_SCHEMA
-        ).materialize()
+        # One task per file rather than read_parquet: Ray Data lists Parquet files through
+        # actors of its own that are not restarted, so a node lost while they ran failed the
+        # run, and a task's lost block is simply read again.
+        dataset = ray.data.from_arrow_refs(
+            [
+                read_checkpoint_file.remote(posixpath.join(directory, file))
+                for file in record["files"]
+            ]
+        )
     if dataset.count() != record["rows"]:
         raise StageFailure(
             f"checkpoint {directory} holds {dataset.count()} rows, not the {record['rows']} it "
             "recorded; rerun with --overwrite"
         )
-    ray.get(tally.restore.remote(record["tally"]))
     return dataset
+
+
+@ray.remote
+def read_checkpoint_file(uri: str) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    filesystem, path = open_filesystem(uri)
+    return pq.read_table(path, filesystem=filesystem, schema=FLOW_SCHEMA)
 
 
 def resume_point(recipe: DataRecipe, run: RunDirectory, resume: bool) -> str | None:
@@ -389,8 +415,17 @@ def execute(
         check_resumable(run, recipe, files)
     else:
         run.write_marker(recipe.fingerprint(), files)
-    with bounded_shuffle_inputs(recipe.run.shuffle_partition_bytes):
-        result = _execute(recipe, files, run, resume)
+    try:
+        with bounded_shuffle_inputs(recipe.run.shuffle_partition_bytes):
+            result = _execute(recipe, files, run, resume)
+    finally:
+        # The run's datasets sit in reference cycles (Ray Data's plans and operators) that
+        # hold their blocks until Python's collector runs. A driver that goes on after the
+        # run (``instructflow run``'s next step, a notebook) would otherwise keep them in the
+        # object store, and when a node holding some died, Ray would rebuild them from their
+        # lineage, through actor pools long shut down: the next run hung behind that
+        # (tests/test_multinode.py, the run after an undisturbed one).
+        gc.collect()
     staged = dict(documents(result)) if documents else {}
     manifest = json.dumps(build_manifest(recipe, result), indent=2, ensure_ascii=False)
     staged["manifest.json"] = manifest.encode("utf-8")
@@ -427,7 +462,7 @@ def _execute(
 ) -> RunResult:
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    tally = Tally.remote()
+    tally = Tally.options(scheduling_strategy=on_driver_node()).remote()
     start = resume_point(recipe, run, resume)
     processed = build_dataset(recipe, files, tally, run, start)
     seconds["process"] = time.perf_counter() - started
