@@ -1,13 +1,10 @@
 """Exact dedup, near dedup and decontamination end to end on Ray, on a corpus whose
-duplicates are known; then the same run on a two-node local cluster must give the same bytes."""
+duplicates are known. The same on a cluster of three nodes, one killed part-way, is in
+tests/test_multinode.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -196,44 +193,3 @@ def test_exact_checks_on_ray_drop_the_same_records(single_node, corpus, tmp_path
         return [(r["source_file"], r["source_line"], r["drop_reason"]) for r in rejects(path)]
 
     assert dropped(exact) == dropped(output)
-
-
-MULTI_NODE = textwrap.dedent(
-    """
-    import json, sys
-    import ray
-    from ray.cluster_utils import Cluster
-    from ops.cluster import local_system_config
-    from ops.datarun import run_data
-
-    # The head starts as cluster.yaml starts it.
-    head = {"num_cpus": 1, "_system_config": local_system_config()}
-    cluster = Cluster(initialize_head=True, head_node_args=head)
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    try:
-        run_data(sys.argv[1], address=cluster.address, progress_bars=False)
-        nodes = [n for n in ray.nodes() if n["Alive"]]
-        print(json.dumps({"nodes": len(nodes)}))
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-    """
-)
-
-
-def test_two_node_cluster_gives_the_single_node_bytes(single_node, corpus, tmp_path):
-    output, _ = single_node
-    multi = tmp_path / "multi"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
-    done = subprocess.run(
-        [sys.executable, "-c", MULTI_NODE, str(recipe(corpus, multi, single_task_max_edges=0))],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"nodes": 2}
-    assert checksums(multi) == checksums(output)
