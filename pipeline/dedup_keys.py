@@ -4,7 +4,9 @@ Pure functions over FLOW_SCHEMA batches, shared by exact dedup, near dedup and
 decontamination. Nothing here touches Ray.
 
 - A **key** is the text dedup compares: the instruction, the instruction with its input, the
-  whole conversation, or the response. For a feedback record (a pair or a binary label)
+  whole conversation, the response, the prompt (all before the last reply: system, turns,
+  input) or the prompt's longest line (``longest_passage``: in a prompted collection, the
+  source passage inside a dataset's template). For a feedback record (a pair or a binary label)
   ``conversation`` means the prompt, without the reply, so near dedup and decontamination
   judge the prompt; exact dedup adds both replies and the label (``exact_key_texts``): one
   prompt with two different pairs is not a duplicate, the same pair twice is.
@@ -37,7 +39,9 @@ import xxhash
 
 from pipeline.schema import feedback_rows, prompt_turns
 
-KeyName = Literal["instruction", "instruction_input", "conversation", "response"]
+KeyName = Literal[
+    "instruction", "instruction_input", "conversation", "response", "prompt", "longest_passage"
+]
 KeeperPolicy = Literal["lowest_id", "longest_response", "highest_quality"]
 
 UID_COLUMN = "_uid"
@@ -67,7 +71,11 @@ def key_texts(batch: pa.Table, key: KeyName) -> list[str]:
     ):
         if prompt_only and key == "conversation":
             turns = prompt_turns(turns)
-        if key == "instruction":
+        if key in ("prompt", "longest_passage"):
+            parts = [system, *turn_texts(prompt_turns(turns), ROLES), context]
+            if key == "longest_passage":
+                parts = [longest_passage("\n".join(part for part in parts if part))]
+        elif key == "instruction":
             parts = turn_texts(turns, ("user",))
         elif key == "instruction_input":
             parts = [*turn_texts(turns, ("user",)), context]
@@ -78,6 +86,16 @@ def key_texts(batch: pa.Table, key: KeyName) -> list[str]:
             parts.append(context)
         texts.append("\n".join(part for part in parts if part))
     return texts
+
+
+PASSAGE_BREAK = re.compile(r"\n\s*\n|\n")
+
+
+def longest_passage(prompt: str) -> str:
+    """The longest line of ``prompt`` (the first of equals): in a prompted record, the
+    source passage rather than the instruction, options or labels around it."""
+    lines = [line.strip() for line in PASSAGE_BREAK.split(prompt)]
+    return max(lines, key=len, default="")
 
 
 def exact_key_texts(batch: pa.Table, key: KeyName) -> list[str]:

@@ -335,6 +335,54 @@ def _batch_signatures(
     return signatures
 
 
+@numba.njit(cache=True, nogil=True)
+def _batch_masked_signatures(
+    data: np.ndarray,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    classes: np.ndarray,
+    word_ngram: int,
+    char_ngram: int,
+    a: np.ndarray,
+    b: np.ndarray,
+    masks: np.ndarray,
+    mask_starts: np.ndarray,
+    mask_stops: np.ndarray,
+    counts: np.ndarray,
+) -> np.ndarray:
+    """``_batch_signatures`` with each text's shingles found in its slice of ``masks``
+    (sorted) left out, unless that leaves none. ``counts[text]`` gets (shingles, masked)."""
+    signatures = np.empty((starts.size, a.size), dtype=np.uint64)
+    longest = 0
+    for text in range(starts.size):
+        longest = max(longest, stops[text] - starts[text])
+    token_hashes = np.empty(longest + 1, dtype=np.uint64)
+    shingle_hashes = np.empty(longest + 1, dtype=np.uint64)
+    kept_hashes = np.empty(longest + 1, dtype=np.uint64)
+    for text in range(starts.size):
+        count = _text_shingles(
+            data, starts[text], stops[text], classes, word_ngram, char_ngram,
+            token_hashes, shingle_hashes,
+        )  # fmt: skip
+        mask = masks[mask_starts[text] : mask_stops[text]]
+        kept = 0
+        for index in range(count):
+            value = shingle_hashes[index]
+            at = np.searchsorted(mask, value)
+            if at < mask.size and mask[at] == value:
+                continue
+            kept_hashes[kept] = value
+            kept += 1
+        counts[text, 0] = count
+        if kept == 0:  # all template: compared on the whole text
+            counts[text, 1] = 0
+            _minima(shingle_hashes, count, a, b, signatures[text])
+        else:
+            counts[text, 1] = count - kept
+            _minima(kept_hashes, kept, a, b, signatures[text])
+    return signatures
+
+
 # ---------------------------------------------------------------------------------------
 # Public classes
 
@@ -426,6 +474,28 @@ class MinHasher:
 
     def signature(self, text: str) -> np.ndarray:
         return self.signatures([text])[0]
+
+    def masked_signatures(
+        self,
+        texts: Sequence[str] | pa.Array | pa.ChunkedArray,
+        masks: np.ndarray,
+        mask_starts: np.ndarray,
+        mask_stops: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Signatures of the texts' shingles less those in ``masks[mask_starts[i]:
+        mask_stops[i]]`` (sorted uint64 shingle hashes, as ``Shingler.shingle_hashes``
+        gives them), and per text (shingles, masked). A text whose every shingle is masked
+        keeps them all. With empty masks this is ``signatures``."""
+        data, starts, stops = utf8_batch(texts)
+        counts = np.zeros((starts.size, 2), dtype=np.int64)
+        signatures = _batch_masked_signatures(
+            data, starts, stops, self.classes, self.shingler.word_ngram,
+            self.shingler.char_ngram, self.multipliers, self.increments,
+            np.ascontiguousarray(masks, dtype=np.uint64),
+            np.ascontiguousarray(mask_starts, dtype=np.int64),
+            np.ascontiguousarray(mask_stops, dtype=np.int64), counts,
+        )  # fmt: skip
+        return signatures, counts
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
