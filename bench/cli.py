@@ -26,6 +26,9 @@ def _bench_dedup(args: argparse.Namespace) -> int:
 
     from bench.dedup import BenchSettings, bench_dedup, check_settings, parse_options
 
+    if args.corpus == "natural":
+        return _bench_dedup_natural(args)
+
     try:
         settings = BenchSettings(
             workdir=Path(args.workdir).resolve(),
@@ -45,6 +48,28 @@ def _bench_dedup(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     bench_dedup(settings, json_out=args.json_out)
+    return 0
+
+
+def _bench_dedup_natural(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.dedup import parse_options
+    from bench.dedup_natural import NaturalSettings, bench_natural, default_systems
+
+    systems = default_systems()
+    if args.near_option:  # the user's own setting beside them
+        systems["--near-option"] = [{"near_dedup": parse_options(args.near_option)}]
+    settings = NaturalSettings(
+        workdir=Path(args.workdir).resolve(),
+        passages=args.passages,
+        thresholds=tuple(args.threshold),
+        workers=args.workers,
+        seed=args.seed,
+        datatrove=args.datatrove,
+        systems=systems,
+    )
+    bench_natural(settings, json_out=args.json_out)
     return 0
 
 
@@ -328,6 +353,16 @@ def add_bench_commands(commands: Any) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a near_dedup option for instructflow's runs, e.g. word_ngram=3 (repeatable)",
+    )
+    dedup_bench.add_argument(
+        "--corpus",
+        choices=["labelled", "natural"],
+        default="labelled",
+        help="labelled: edited variants of one text (bench.corpora.labelled_dedup); natural: "
+        "one passage under several datasets' templates (bench.corpora.natural_dedup)",
+    )
+    dedup_bench.add_argument(
+        "--passages", type=int, default=3_000, help="natural corpus: source passages"
     )
     dedup_bench.add_argument("--signature-docs", type=int, default=2_000)
     dedup_bench.add_argument("--workdir", default=".bench/dedup")
