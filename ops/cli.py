@@ -215,16 +215,33 @@ def positive_int(text: str) -> int:
 def _train_tiny_model(args: argparse.Namespace) -> int:
     from train.tiny import save_tiny_model
 
+    kind, arch = tiny_kind_and_arch(args.kind, args.arch)
     path = save_tiny_model(
         args.data,
         args.out,
-        kind=args.kind,
+        kind=kind,
         size=args.size,
         vocab_size=args.vocab_size,
         seed=args.seed,
+        arch=arch,
     )
-    print(f"{path}: {args.size} {args.kind} model and a tokenizer trained on {args.data}")
+    print(f"{path}: {args.size} {arch} ({kind}) model and a tokenizer trained on {args.data}")
     return 0
+
+
+TINY_ARCH_KINDS = {"llama": "causal", "t5": "seq2seq", "bart": "seq2seq"}
+
+
+def tiny_kind_and_arch(kind: str | None, arch: str | None) -> tuple[str, str]:
+    """``--kind`` and ``--arch`` of ``train tiny-model``: either implies the other (causal:
+    llama, seq2seq: t5); a contradiction is an error naming both."""
+    if arch is None:
+        kind = kind or "causal"
+        return kind, "llama" if kind == "causal" else "t5"
+    implied = TINY_ARCH_KINDS[arch]
+    if kind is not None and kind != implied:
+        raise SystemExit(f"error: --arch {arch} is a {implied} model, not --kind {kind}")
+    return implied, arch
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -391,9 +408,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tiny.add_argument("data", help="an `instructflow data run` output directory")
     tiny.add_argument("out", help="where to save the model and tokenizer")
-    tiny.add_argument("--kind", choices=["causal", "seq2seq"], default="causal")
+    tiny.add_argument(
+        "--kind",
+        choices=["causal", "seq2seq"],
+        help="causal (default) or seq2seq (--arch implies it)",
+    )
     tiny.add_argument("--size", choices=["tiny", "small", "0.5b"], default="tiny")
-    tiny.add_argument("--arch", choices=["t5", "bart"], default="t5", help="seq2seq only")
+    tiny.add_argument(
+        "--arch",
+        choices=sorted(TINY_ARCH_KINDS),
+        help="llama (causal), t5 or bart (seq2seq); default: llama, or t5 with --kind seq2seq",
+    )
     tiny.add_argument("--vocab-size", type=int, default=2048)
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(handler=_train_tiny_model)
