@@ -140,6 +140,8 @@ def build_stats(recipe: DataRecipe, result: RunResult) -> dict[str, Any]:
             group: [row for _, row in rows] for group, rows in sorted(summary.samples.items())
         },
         "seconds": {name: round(value, 3) for name, value in result.seconds.items()},
+        # Wall seconds of each step of "process", which they add up to (plan.StepClock).
+        "steps": result.steps,
         # With --resume: the checkpoint the run continued from and the shards it reused.
         "resumed": result.resumed,
     }

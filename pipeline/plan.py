@@ -176,6 +176,8 @@ class RunResult:
     seconds: dict[str, float] = field(default_factory=dict)
     # With --resume: the checkpoint it started from and how many staged shards it reused.
     resumed: dict[str, Any] | None = None
+    # Wall seconds of each step of "process" (StepClock): they add up to it.
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
 
 def input_files(recipe: DataRecipe) -> list[dict[str, Any]]:
@@ -317,17 +319,43 @@ def resume_point(recipe: DataRecipe, run: RunDirectory, resume: bool) -> str | N
     return completed[-1] if completed else None
 
 
+class StepClock:
+    """Wall seconds of a run's steps. Ray Data streams the stages between two
+    materializations (the checkpoints before each global stage) as one execution, so a step
+    is what runs between two of them: the read and the first map stages, then each global
+    stage with the map stages after it. The steps' seconds add up to the run's "process".
+    (A stage's own ``seconds`` in stats.json is the time its workers spent, summed.)"""
+
+    def __init__(self, started: float) -> None:
+        self.mark = started
+        self.stages: list[str] = []
+        self.steps: list[dict[str, Any]] = []
+
+    def add(self, *names: str) -> None:
+        self.stages.extend(names)
+
+    def close(self) -> None:
+        now = time.perf_counter()
+        self.steps.append({"stages": self.stages, "seconds": round(now - self.mark, 3)})
+        self.mark, self.stages = now, []
+
+
 def build_dataset(
     recipe: DataRecipe,
     files: list[dict[str, Any]],
     tally: Any,
     run: RunDirectory,
     start: str | None = None,
+    clock: StepClock | None = None,
 ) -> ray.data.Dataset:
     """The processed dataset, materialized and checkpointed; from checkpoint ``start`` on
-    when it is given (the stages before it are not run again)."""
+    when it is given (the stages before it are not run again). ``clock`` times its steps."""
+    clock = clock or StepClock(time.perf_counter())
     if start == PROCESSED:
-        return restored(PROCESSED, run, tally)
+        clock.add(f"checkpoint {PROCESSED}")
+        dataset = restored(PROCESSED, run, tally)
+        clock.close()
+        return dataset
     cpus = int(ray.cluster_resources().get("CPU", 1))
     workers = recipe.run.max_workers or max(1, cpus)
     groups = segments(recipe.stages)
@@ -339,11 +367,13 @@ def build_dataset(
             if needs is None and checkpoint_name(*rest) == start
         )
         groups = groups[first:]
+        clock.add(f"checkpoint {start}")
         dataset = restored(start, run, tally)
     else:
         # The first chain reads the files itself when it is a plain CPU chain; otherwise the
         # readers run as a CPU chain of no stages in front of it.
         first_specs = groups.pop(0)[1] if groups and groups[0][0] == Resources() else []
+        clock.add("read", *(spec[1] for spec in first_specs))
         dataset = read_stage(recipe, files, tally, first_specs, workers)
     file_index = {item["uri"]: index for index, item in enumerate(files)}
     for needs, *rest in groups:
@@ -363,9 +393,12 @@ def build_dataset(
             name = checkpoint_name(position, spec)
             if name != start:
                 dataset = checkpointed(dataset, name, run, tally, recipe.run.checkpoints)
+            clock.close()
+            clock.add(spec.name)
             dataset = stage_class(spec.name)(spec.config).apply(dataset, context)
             continue
         (specs,) = rest
+        clock.add(*(spec[1] for spec in specs))
         dataset = dataset.map_batches(
             StageChain,
             fn_constructor_kwargs={"specs": specs, "tally": tally},
@@ -375,7 +408,9 @@ def build_dataset(
             num_cpus=needs.num_cpus,
             num_gpus=needs.num_gpus or None,
         )
-    return checkpointed(dataset, PROCESSED, run, tally, recipe.run.checkpoints)
+    dataset = checkpointed(dataset, PROCESSED, run, tally, recipe.run.checkpoints)
+    clock.close()
+    return dataset
 
 
 @contextlib.contextmanager
@@ -464,8 +499,9 @@ def _execute(
     started = time.perf_counter()
     tally = Tally.options(scheduling_strategy=on_driver_node()).remote()
     start = resume_point(recipe, run, resume)
-    processed = build_dataset(recipe, files, tally, run, start)
-    seconds["process"] = time.perf_counter() - started
+    clock = StepClock(started)
+    processed = build_dataset(recipe, files, tally, run, start, clock)
+    seconds["process"] = clock.mark - started
 
     summary = Summary()
     summaries = processed.map_batches(summarize_batch, batch_format="pyarrow", batch_size=None)
@@ -496,7 +532,14 @@ def _execute(
     check_conservation(read_per_file, summary, written, created=created)
     resumed = {"from": start, "shards_reused": len(staged)} if resume else None
     return RunResult(
-        summary, read_per_file, stage_counts, results, shards_per_fate, seconds, resumed
+        summary,
+        read_per_file,
+        stage_counts,
+        results,
+        shards_per_fate,
+        seconds,
+        resumed,
+        clock.steps,
     )
 
 

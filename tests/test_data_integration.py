@@ -51,6 +51,19 @@ def test_quickstart_conserves_every_record(quickstart):
     assert funnel[-1]["out"] == conservation["output"]
 
 
+def test_the_steps_wall_seconds_add_up_to_the_run(quickstart):
+    """Each step (the read and the map stages, then each global stage with the map stages
+    after it) has its wall seconds, and they add up to "process"."""
+    stats = quickstart.stats
+    steps = stats["steps"]
+    enabled = [s["stage"] for s in stats["stages"][1:] if s.get("enabled", True)]
+    assert steps[0]["stages"][0] == "read"
+    assert [name for step in steps for name in step["stages"] if name != "read"] == enabled
+    assert all(step["seconds"] > 0 for step in steps)
+    total = sum(step["seconds"] for step in steps)
+    assert total == pytest.approx(stats["seconds"]["process"], abs=0.01 * len(steps))
+
+
 def test_quickstart_every_stage_visibly_acts(quickstart):
     stats = quickstart.stats
     reasons = stats["drop_reasons"]
