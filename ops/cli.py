@@ -54,6 +54,13 @@ def _data_run(args: argparse.Namespace) -> int:
                 f"  {stage['stage']}: created {stage['created']}; dropped by reason "
                 f"{json.dumps(stage['dropped'], sort_keys=True)}"
             )
+    if any(source.format == "auto" for source in outcome.recipe.inputs):
+        chosen = outcome.stats.get("mix", {}).get("source_format", {})
+        print(
+            "format auto chose: "
+            + (", ".join(f"{name} ({count} records)" for name, count in chosen.items()) or "-")
+            + "; set inputs[].format to choose yourself"
+        )
     print(f"shards:  {posixpath.join(outcome.output_path, 'data')}/")
     print(f"report:  {posixpath.join(outcome.output_path, 'report.html')}")
     print(f"inspect: instructflow data inspect {outcome.output_path}")

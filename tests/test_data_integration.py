@@ -249,3 +249,32 @@ def test_a_stage_failing_on_a_worker_gives_a_clear_error(ray_session, tmp_path, 
     message = str(caught.value)
     assert "stage 'blocklist' could not start" in message and str(blocklist) in message
     assert "Traceback" not in message
+
+
+def test_the_cli_says_which_format_auto_chose(ray_session, tmp_path, capsys):
+    from ops.cli import main
+
+    rows = [{"instruction": f"Name colour {n}.", "input": "", "output": "Blue."} for n in range(3)]
+    rows.append(
+        {
+            "messages": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello."},
+            ]
+        }
+    )
+    (tmp_path / "mixed.jsonl").write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": "auto",
+                "inputs": [{"path": str(tmp_path / "mixed.jsonl")}],
+                "stages": [],
+                "output": {"path": str(tmp_path / "out")},
+            }
+        )
+    )
+    assert main(["data", "run", str(recipe), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "format auto chose: alpaca (3 records), messages (1 records)" in printed
