@@ -27,8 +27,7 @@ from train.sft_launch import launch_sft, prepare, resolve_paths
 def released(launch: Any, prepared: Any, **options: Any) -> dict[str, Any]:
     """``launch(prepared, **options)``, then the run's datasets freed: Ray Data's reference
     cycles would keep their blocks in the object store for the rest of a driver that goes on
-    (``instructflow run``), where a node lost later would have Ray rebuild them
-    (``pipeline.plan.execute`` does the same)."""
+    (``instructflow run``; ``pipeline.plan.execute`` does the same)."""
     try:
         return launch(prepared, **options)
     finally:
