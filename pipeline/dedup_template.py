@@ -146,17 +146,16 @@ class Templates:
     def lookup(self, uids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(start, stop) into ``shingles`` per row; empty for rows of files without a
         template and for augmented rows."""
+        starts = np.zeros(uids.size, dtype=np.int64)
+        stops = np.zeros(uids.size, dtype=np.int64)
+        if self.files.size == 0:
+            return starts, stops
         files = np.where(uids >= 0, uids >> LINE_BITS, -1)
-        position = np.searchsorted(self.files, files)
-        position = np.minimum(position, max(self.files.size - 1, 0))
-        found = (
-            (self.files.size > 0) & (self.files[position] == files)
-            if self.files.size
-            else (np.zeros(uids.size, dtype=bool))
-        )
-        starts = np.where(found, self.offsets[position], 0)
-        stops = np.where(found, self.offsets[position + 1], 0)
-        return starts.astype(np.int64), stops.astype(np.int64)
+        position = np.minimum(np.searchsorted(self.files, files), self.files.size - 1)
+        found = self.files[position] == files
+        starts[found] = self.offsets[position[found]]
+        stops[found] = self.offsets[position[found] + 1]
+        return starts, stops
 
     def counts(self) -> Counter:
         return Counter(

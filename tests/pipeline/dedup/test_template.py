@@ -231,3 +231,13 @@ def test_on_ray_masking_finds_one_passage_under_other_templates(ray_session, tmp
     assert scores["masked"].recall > scores["whole"].recall + 0.05
     assert scores["masked"].f1 > scores["whole"].f1 + 0.04
     assert scores["masked"].precision >= scores["whole"].precision - 0.01
+
+
+def test_lookup_without_templates_and_for_created_rows():
+    uids = np.array([5, (1 << 40) | 3, -77], dtype=np.int64)
+    starts, stops = Templates({}).lookup(uids)
+    assert starts.tolist() == stops.tolist() == [0, 0, 0]
+    templates = Templates({1: np.array([9, 4], dtype=np.uint64)})
+    starts, stops = templates.lookup(uids)
+    assert list(zip(starts.tolist(), stops.tolist(), strict=True)) == [(0, 0), (0, 2), (0, 0)]
+    assert templates.shingles.tolist() == [4, 9]
