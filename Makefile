@@ -59,7 +59,7 @@ demo: $(STAMP)
 		--overwrite --no-progress
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q --durations=30 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
