@@ -165,9 +165,22 @@ from {stats["input_files"]} files, {conservation.get("created", 0)} created by a
 rejected, {conservation["quarantine"]} quarantined. Conservation
 {"holds" if conservation["balanced"] else "BROKEN"}.</p>
 <h2>Stage funnel</h2>{funnel_plot(stats["stages"])}
-{_table(["stage", "in", "created", "out", "dropped", "edits", "seconds"], funnel_rows)}
+{_table(["stage", "in", "created", "out", "dropped", "edits", "worker seconds"], funnel_rows)}
+<h2>Wall time</h2>
+{_table(["step", "seconds"], step_rows(stats))}
 <h2>Drop reasons</h2>{_table(["reason", "records", "share"], reason_rows)}
 """
+
+
+def step_rows(stats: dict[str, Any]) -> list[list[Any]]:
+    """One row per step of the run (its stages between two materializations), then the
+    summary and the write: the rows add up to the run's wall seconds."""
+    rows: list[list[Any]] = [
+        [", ".join(step["stages"]), f"{step['seconds']:.2f}"] for step in stats.get("steps", [])
+    ]
+    seconds = stats.get("seconds", {})
+    rows += [[name, f"{seconds[name]:.2f}"] for name in ("summarize", "write") if name in seconds]
+    return rows
 
 
 def findings_section(stages: list[dict[str, Any]]) -> str:

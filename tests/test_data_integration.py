@@ -128,8 +128,16 @@ def test_quarantine_keeps_file_and_line(quickstart):
 def test_report_and_inspect(quickstart):
     report = (Path(quickstart.output_path) / "report.html").read_text()
     assert report.count("data:image/png;base64,") >= 3
-    for section in ("Stage funnel", "Drop reasons", "Lengths", "Mix of kept records", "Samples"):
+    for section in (
+        "Stage funnel",
+        "Wall time",
+        "Drop reasons",
+        "Lengths",
+        "Mix of kept records",
+        "Samples",
+    ):
         assert section in report
+    assert "<td>read, clean, pii" in report  # the first step's stages, and its seconds
     completed = subprocess.run(
         [sys.executable, "-m", "ops.cli", "data", "inspect", quickstart.output_path],
         capture_output=True,
