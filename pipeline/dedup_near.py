@@ -1,6 +1,8 @@
 """Near dedup with MinHash-LSH, distributed end to end on Ray Data.
 
-    corpus --signatures (actor pool)--> S: uid, id, rank, signature [, key text]  [materialized]
+    corpus --templates (dedup_template: sample, shuffle on the file)--> template shingles
+    corpus --signatures (actor pool, template shingles masked)--> S: uid, id, rank,
+      signature [, key text]  [materialized]
     S --explode bands--> (band hash, uid) --hash shuffle on band--> star edges per bucket
     edges --large/small-star connected components--> (uid, root): candidate components
     labels + S --join, shuffle on root--> per candidate component: its pairs are found again
