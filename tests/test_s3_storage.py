@@ -213,10 +213,11 @@ def committed(filesystem: pafs.FileSystem, root: str) -> dict[str, str]:
 
 
 def untimed(stats: dict[str, Any]) -> dict[str, Any]:
-    """stats.json less what differs between any two runs: timings, the recipe's hash (it
-    covers output.path) and what a resumed run reused."""
+    """stats.json less what differs between any two runs: timings (and the steps they
+    time: a resumed run's start at its checkpoint), the recipe's hash (it covers
+    output.path) and what a resumed run reused."""
     stats = copy.deepcopy(stats)
-    for key in ("recipe_sha256", "seconds", "resumed"):
+    for key in ("recipe_sha256", "seconds", "steps", "resumed"):
         stats.pop(key)
     for stage in stats["stages"]:
         stage.pop("seconds", None)
