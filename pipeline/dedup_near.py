@@ -751,7 +751,7 @@ class NearDedup(GlobalStage):
 
     def templates(self, dataset: Any, context: GlobalContext, partitions: int) -> Templates | None:
         """The template shingles of every input file (dedup_template), or None when
-        ``template_share`` is off."""
+        ``template_share`` is off or no file has one."""
         config = self.config
         if config.template_share is None:
             return None
@@ -760,7 +760,9 @@ class NearDedup(GlobalStage):
             index: read.get(uri, config.template_sample)
             for uri, index in context.file_index.items()
         }
-        return learn_templates(
+        if max(records.values(), default=0) < config.template_min_records:
+            return None  # no file is large enough to learn from: spare the pass
+        templates = learn_templates(
             dataset,
             key=config.key,
             file_index=context.file_index,
@@ -773,6 +775,7 @@ class NearDedup(GlobalStage):
             char_ngram=config.char_ngram,
             partitions=partitions,
         )
+        return templates if templates.files.size else None
 
     def apply(self, dataset: Any, context: GlobalContext) -> Any:
         config = self.config
