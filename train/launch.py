@@ -145,8 +145,26 @@ def clear_named_artefacts(path: str, artefacts: tuple[str, ...]) -> None:
 
 
 def worker_cause(error: BaseException) -> str:
-    """The worker's own exception line out of Ray Train's error report (which starts with
-    "Training failed due to worker errors:" and then quotes each rank's traceback tail)."""
+    """The worker's own exception out of Ray Train's error: ``rank N: Type: first line``.
+    Ray Train's WorkerGroupError keeps each failed rank's exception in ``worker_failures``;
+    its text varies (a snippet per rank, health-check wording for a dead process), so it is
+    read only when that map is missing. A rank's collective error (gloo/NCCL: its peer went
+    away) is the consequence of another rank's failure, so the cause is looked for first
+    among the others."""
+    failures = getattr(error, "worker_failures", None) or {}
+    if failures:
+
+        def follow_on(item: tuple[int, BaseException]) -> tuple[bool, int]:
+            text = str(item[1])
+            return (bool(re.search(r"gloo|NCCL|Connection (closed|reset)", text)), item[0])
+
+        rank, failure = min(failures.items(), key=follow_on)
+        lines = [line.strip() for line in str(failure).splitlines() if line.strip()]
+        # A user exception's text ends with its own "Type: message" line (the traceback
+        # tail); otherwise the first line is the message.
+        own = [line for line in lines if re.match(r"\w+(?:\.\w+)*(?:Error|Exception|Exit)\b", line)]
+        detail = own[-1] if own else f"{type(failure).__name__}: {lines[0] if lines else ''}"
+        return f"rank {rank}: {detail}"[:500]
     text = str(error)
     found = re.search(r"^\s*(\w+(?:\.\w+)*(?:Error|Exception|Exit)\b.*)$", text, flags=re.M)
     if found:
