@@ -58,6 +58,12 @@ def _bench_dedup_natural(args: argparse.Namespace) -> int:
     from bench.dedup_natural import NaturalSettings, bench_natural, default_systems
 
     systems = default_systems()
+    unknown = sorted(set(args.system) - set(systems))
+    if unknown:
+        print(f"error: --system {unknown[0]!r}: choose from {sorted(systems)}", file=sys.stderr)
+        return 2
+    if args.system:
+        systems = {name: stages for name, stages in systems.items() if name in args.system}
     if args.near_option:  # the user's own setting beside them
         systems["--near-option"] = [{"near_dedup": parse_options(args.near_option)}]
     settings = NaturalSettings(
@@ -68,6 +74,7 @@ def _bench_dedup_natural(args: argparse.Namespace) -> int:
         seed=args.seed,
         datatrove=args.datatrove,
         systems=systems,
+        cold_run=args.cold_run,
     )
     bench_natural(settings, json_out=args.json_out)
     return 0
@@ -363,6 +370,20 @@ def add_bench_commands(commands: Any) -> None:
     )
     dedup_bench.add_argument(
         "--passages", type=int, default=3_000, help="natural corpus: source passages"
+    )
+    dedup_bench.add_argument(
+        "--system",
+        action="append",
+        default=[],
+        help="natural corpus: run only these of instructflow's settings (repeatable; "
+        "default all, e.g. 'instructflow defaults')",
+    )
+    dedup_bench.add_argument(
+        "--cold-run",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="natural corpus: also time the defaults as `instructflow data run` in a fresh "
+        "process",
     )
     dedup_bench.add_argument("--signature-docs", type=int, default=2_000)
     dedup_bench.add_argument("--workdir", default=".bench/dedup")

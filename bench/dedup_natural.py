@@ -13,8 +13,11 @@ the completion, as instructflow's ``conversation`` key does.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -46,12 +49,22 @@ class NaturalSettings:
     systems: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     shared: Path | None = SHARED
     word_ngram: int = 5  # the baselines' shingles
+    # Also time the defaults as `instructflow data run` in a fresh process.
+    cold_run: bool = True
+
+
+DEFAULTS = "instructflow defaults"
+DISTRIBUTED = "defaults, distributed path"
 
 
 def default_systems() -> dict[str, list[dict[str, Any]]]:
-    """instructflow as a user gets it, and the settings the natural benchmark compares."""
+    """instructflow as a user gets it, and the settings the natural benchmark compares. A
+    ``{"run": {...}}`` entry sets run options rather than a stage."""
     return {
-        "instructflow defaults": [{"exact_dedup": {}}, {"near_dedup": {}}],
+        DEFAULTS: [{"exact_dedup": {}}, {"near_dedup": {}}],
+        # The same stages forced through the shuffles (what a corpus over
+        # run.single_task_bytes gets): same output, Ray's fixed costs per shuffle.
+        DISTRIBUTED: [{"exact_dedup": {}}, {"near_dedup": {}}, {"run": {"single_task_bytes": 0}}],
         "whole records (no masking)": [{"near_dedup": {"template_share": None}}],
         "whole records, 5-grams": [{"near_dedup": {"template_share": None, "word_ngram": 5}}],
         "longest passage": [{"near_dedup": {"key": "longest_passage"}}],
@@ -67,21 +80,75 @@ def natural_recipe(
     seed: int,
     workers: int,
 ) -> DataRecipe:
+    return parse_recipe(natural_recipe_data(corpus, output, stages, threshold, seed, workers))
+
+
+def natural_recipe_data(
+    corpus: NaturalCorpus,
+    output: Path,
+    stages: list[dict[str, Any]],
+    threshold: float,
+    seed: int,
+    workers: int,
+) -> dict[str, Any]:
     with_threshold = [
         {"near_dedup": {**options, "threshold": threshold}} if name == "near_dedup" else stage
         for stage in stages
         for name, options in stage.items()
+        if name != "run"
     ]
-    return parse_recipe(
-        {
-            "name": "bench-dedup-natural",
-            "seed": seed,
-            "inputs": [{"path": str(corpus.sources_dir), "format": "prompt_completion"}],
-            "stages": with_threshold,
-            "output": {"path": str(output)},
-            "run": {"progress_bars": False, "max_workers": workers},
-        }
+    run = {key: value for stage in stages for key, value in stage.get("run", {}).items()}
+    return {
+        "name": "bench-dedup-natural",
+        "seed": seed,
+        "inputs": [{"path": str(corpus.sources_dir), "format": "prompt_completion"}],
+        "stages": with_threshold,
+        "output": {"path": str(output)},
+        "run": {"progress_bars": False, "max_workers": workers, **run},
+    }
+
+
+def output_digest(output: Path) -> str:
+    """The shards' checksums from the manifest, as one digest: two runs wrote the same
+    bytes when their digests are equal."""
+    manifest = json.loads((output / "manifest.json").read_text())
+    shards = sorted(
+        (shard["path"].rsplit("/", 1)[-1], shard["sha256"]) for shard in manifest["shards"]
     )
+    return hashlib.sha256(json.dumps(shards).encode()).hexdigest()[:16]
+
+
+def cold_run_row(
+    corpus: NaturalCorpus, threshold: float, settings: NaturalSettings
+) -> dict[str, Any]:
+    """The defaults as a user runs them: ``instructflow data run`` in a fresh process (Python
+    and imports, Ray started and stopped, read, exact and near dedup, sharded write, stats and
+    report), timed from outside."""
+    output = settings.workdir / "runs" / f"cold-{threshold}"
+    shutil.rmtree(output, ignore_errors=True)
+    recipe = settings.workdir / "runs" / f"cold-{threshold}.yaml"
+    recipe.parent.mkdir(parents=True, exist_ok=True)
+    data = natural_recipe_data(
+        corpus, output, default_systems()[DEFAULTS], threshold, settings.seed, settings.workers
+    )
+    recipe.write_text(json.dumps(data))
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "ops.cli", "data", "run", str(recipe), "--no-progress"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    seconds = time.perf_counter() - started
+    result = score(read_cluster_labels(corpus), removed_records(output, corpus))
+    return {
+        "system": "instructflow data run (defaults, cold process)",
+        "threshold": threshold,
+        "seconds": round(seconds, 3),
+        "masked_share": template_share(output / "stats.json"),
+        "output_digest": output_digest(output),
+        **asdict(result),
+    }
 
 
 def removed_records(output: Path, corpus: NaturalCorpus) -> set[int]:
@@ -134,6 +201,7 @@ def instructflow_row(
         "threshold": threshold,
         "seconds": round(seconds, 3),
         "masked_share": template_share(output / "stats.json"),
+        "output_digest": output_digest(output),
         **asdict(result),
     }
 
@@ -172,6 +240,10 @@ def bench_natural(settings: NaturalSettings, json_out: str | None = None) -> dic
     finally:
         if started_ray:
             ray.shutdown()
+    if settings.cold_run:
+        for threshold in settings.thresholds:
+            rows.append(cold_run_row(corpus, threshold, settings))
+            print_row(rows[-1])
     for row in compare_baselines(
         corpus,
         settings.thresholds,

@@ -60,6 +60,12 @@ class RunConfig(BaseModel):
     # A reduce task holds one partition (a join, both sides of it), so this, not the corpus
     # size, bounds a worker's memory there; more data means more partitions.
     shuffle_partition_bytes: int = Field(default=DEFAULT_PARTITION_BYTES, ge=1024 * 1024)
+    # A global dedup stage whose whole input (plus its working data: a near-dedup signature
+    # per row) is at most this many bytes is decided in one task, with the functions the
+    # distributed path runs per block: same output, no shuffles. Ray's fixed cost per shuffle
+    # dominates small runs (BENCHMARKS.md). Unset: shuffle_partition_bytes, the most one
+    # task holds anyway. 0 always takes the distributed path.
+    single_task_bytes: int | None = Field(default=None, ge=0)
     # Save the dataset entering each global stage, and the processed dataset, as Parquet
     # under output.path/.instructflow/ so that --resume starts there (one Parquet write of
     # the data each; BENCHMARKS.md has the cost). Off: a resumed run reads and processes

@@ -3,9 +3,11 @@
 Distributed as one hash shuffle of small rows (16-byte digest, rank, id, uid) grouped by
 digest, then one join of the losers back onto the corpus. The corpus itself is never grouped,
 so a key repeated a million times costs a million small rows in one partition, not a million
-records. Removed rows go to rejects as ``dedup.exact`` with ``duplicate_of`` (the keeper's id).
-A pair or a binary record is compared with its replies and label too (``exact_key_texts``):
-pairs that share a prompt are a prompt group, not duplicates; the same pair twice is one.
+records. An input that fits one task (``run.single_task_bytes``) is keyed and grouped there
+by the same functions, and its losers broadcast back: no shuffle at all. Removed rows go
+to rejects as ``dedup.exact`` with ``duplicate_of`` (the keeper's id). A pair or a binary
+record is compared with its replies and label too (``exact_key_texts``): pairs that share a
+prompt are a prompt group, not duplicates; the same pair twice is one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+import ray
 
 from pipeline.dedup_keys import (
     RANK_COLUMN,
@@ -29,7 +32,13 @@ from pipeline.dedup_keys import (
     pick_keepers,
     row_uids,
 )
-from pipeline.distributed import grouped_blocks, mark_drops, partitions_for
+from pipeline.distributed import (
+    fits_one_task,
+    grouped_blocks,
+    in_one_task,
+    mark_drops,
+    partitions_for,
+)
 from pipeline.stage import GlobalContext, GlobalStage, StageConfig
 
 DIGEST_COLUMN = "_key"
@@ -81,12 +90,31 @@ def exact_keys(
     return table.filter(pa.array(keep))
 
 
+def losers_in_process(
+    table: pa.Table, *, config: ExactDedupConfig, context: GlobalContext
+) -> pa.Table:
+    """The distributed path's losers (``exact_keys``, then ``pick_keepers`` per digest) for
+    a whole input held in one table."""
+    keys = exact_keys(table, config, context.file_index, context.seed)
+    return pick_keepers(DIGEST_COLUMN, keys)
+
+
 class ExactDedup(GlobalStage):
     name: ClassVar[str] = "exact_dedup"
     Config = ExactDedupConfig
     drop_reasons: ClassVar[tuple[str, ...]] = ("dedup.exact",)
 
     def apply(self, dataset: Any, context: GlobalContext) -> Any:
+        if fits_one_task(dataset, context):
+            # The same keys and keepers over the whole input in one task: no shuffle.
+            found = in_one_task(dataset, losers_in_process, config=self.config, context=context)
+            return mark_drops(
+                dataset,
+                ray.get(found),
+                reason="dedup.exact",
+                detail_columns=("duplicate_of",),
+                context=context,
+            )
         keys = dataset.map_batches(
             partial(
                 exact_keys, config=self.config, file_index=context.file_index, seed=context.seed

@@ -75,10 +75,12 @@ from pipeline.dedup_keys import (
     pick_keepers,
     row_uids,
 )
-from pipeline.dedup_template import Templates, learn_templates
+from pipeline.dedup_template import Templates, learn_templates, templates_in_process
 from pipeline.distributed import (
     count_alive,
+    fits_one_task,
     grouped_blocks,
+    in_one_task,
     mark_drops,
     partitions_for,
     partitions_for_bytes,
@@ -744,14 +746,54 @@ def masked_findings(templates: Templates, signatures: ray.data.Dataset) -> Count
     return findings
 
 
+def losers_in_process(
+    table: pa.Table,
+    *,
+    config: NearDedupConfig,
+    seed: int,
+    file_index: dict[str, int],
+    template_options: dict[str, Any] | None,
+    records_per_file: dict[int, int] | None,
+) -> tuple[pa.Table, Counter]:
+    """``NearDedup.apply``'s losers and findings for a whole input held in one table, by the
+    functions its distributed steps run per block: templates learned from the same sample,
+    the same signatures, the bucket edges of all bands at once, components by
+    ``labels_in_process`` (roots are the smallest uids either way), and
+    ``keepers_with_similarity`` over every candidate at once (its checks and clusters never
+    cross a component, so one call decides as one call per component does)."""
+    templates = None
+    if template_options is not None and records_per_file is not None:
+        templates = templates_in_process(
+            table, records_per_file=records_per_file, **template_options
+        )
+        templates = templates if templates.files.size else None
+    signatures = Signatures(config.model_dump(mode="json"), file_index, seed, templates)(table)
+    findings = Counter()
+    if templates is not None:
+        findings = templates.counts()
+        if signatures.num_rows:
+            findings["template.record_shingles"] = int(pc.sum(signatures[SHINGLES_COLUMN]).as_py())
+            findings["template.masked_shingles"] = int(pc.sum(signatures[MASKED_COLUMN]).as_py())
+    bands, rows = config.lsh_shape()
+    edges = bucket_edges(band_rows(signatures, bands, rows))
+    if edges.num_rows == 0:
+        return MEMBER_SCHEMA.empty_table(), findings
+    labels = labels_in_process(edges)
+    uids = signatures.column(UID_COLUMN).to_numpy()
+    members = signatures.take(pa.array(rows_of(uids, labels.column("node").to_numpy())))
+    members = members.append_column("root", labels.column("root"))
+    return keepers_with_similarity(members.sort_by("root"), config), findings
+
+
 class NearDedup(GlobalStage):
     name: ClassVar[str] = "near_dedup"
     Config = NearDedupConfig
     drop_reasons: ClassVar[tuple[str, ...]] = ("dedup.near",)
 
-    def templates(self, dataset: Any, context: GlobalContext, partitions: int) -> Templates | None:
-        """The template shingles of every input file (dedup_template), or None when
-        ``template_share`` is off or no file has one."""
+    def template_records(self, context: GlobalContext) -> dict[int, int] | None:
+        """Records per input file (index) to learn templates from, from the read's tally;
+        None when ``template_share`` is off or no file is large enough to learn from (the
+        template pass is spared)."""
         config = self.config
         if config.template_share is None:
             return None
@@ -761,24 +803,64 @@ class NearDedup(GlobalStage):
             for uri, index in context.file_index.items()
         }
         if max(records.values(), default=0) < config.template_min_records:
-            return None  # no file is large enough to learn from: spare the pass
+            return None
+        return records
+
+    def template_options(self, context: GlobalContext) -> dict[str, Any]:
+        config = self.config
+        return {
+            "key": config.key,
+            "file_index": context.file_index,
+            "seed": context.seed,
+            "share": config.template_share,
+            "min_records": config.template_min_records,
+            "sample": config.template_sample,
+            "word_ngram": config.word_ngram,
+            "char_ngram": config.char_ngram,
+        }
+
+    def templates(self, dataset: Any, context: GlobalContext, partitions: int) -> Templates | None:
+        """The template shingles of every input file (dedup_template), or None when
+        ``template_share`` is off or no file has one."""
+        records = self.template_records(context)
+        if records is None:
+            return None
         templates = learn_templates(
             dataset,
-            key=config.key,
-            file_index=context.file_index,
             records_per_file=records,
-            seed=context.seed,
-            share=config.template_share,
-            min_records=config.template_min_records,
-            sample=config.template_sample,
-            word_ngram=config.word_ngram,
-            char_ngram=config.char_ngram,
             partitions=partitions,
+            **self.template_options(context),
         )
         return templates if templates.files.size else None
 
+    def apply_in_one_task(self, dataset: Any, context: GlobalContext) -> Any:
+        """The whole stage in one task (``losers_in_process``), its losers broadcast back."""
+        records = self.template_records(context)
+        found, findings = in_one_task(
+            dataset,
+            losers_in_process,
+            num_returns=2,
+            config=self.config,
+            seed=context.seed,
+            file_index=context.file_index,
+            template_options=None if records is None else self.template_options(context),
+            records_per_file=records,
+        )
+        losers, findings = ray.get([found, findings])
+        report_findings(context.tally, context.position, findings)
+        return mark_drops(
+            dataset,
+            losers,
+            reason="dedup.near",
+            detail_columns=("duplicate_of", "similarity"),
+            context=context,
+            cluster_column=CLUSTER_COLUMN,
+        )
+
     def apply(self, dataset: Any, context: GlobalContext) -> Any:
         config = self.config
+        if fits_one_task(dataset, context, member_bytes(config.num_perm)):
+            return self.apply_in_one_task(dataset, context)
         bands, rows = config.lsh_shape()
         partitions = partitions_for(dataset, context)
         templates = self.templates(dataset, context, partitions)

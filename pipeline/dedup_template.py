@@ -28,6 +28,7 @@ of the records' shingles were masked (``findings``).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from functools import partial
 
 import numpy as np
@@ -199,11 +200,44 @@ def learn_templates(
         partial(frequent_shingles, share=share, min_records=min_records),
         max(1, min(partitions, len(records_per_file))),
     )
-    by_file: dict[int, list[np.ndarray]] = {}
     # Bounded: per file at most (shingles per record) / share of them.
-    for block in found.iter_batches(batch_size=None, batch_format="pyarrow"):
+    return templates_of(found.iter_batches(batch_size=None, batch_format="pyarrow"))
+
+
+def templates_of(blocks: Iterable[pa.Table]) -> Templates:
+    """``Templates`` from blocks of ``frequent_shingles`` rows."""
+    by_file: dict[int, list[np.ndarray]] = {}
+    for block in blocks:
         files = block.column(FILE_COLUMN).to_numpy()
         shingles = block.column(SHINGLE_COLUMN).to_numpy()
         for file in np.unique(files):
             by_file.setdefault(int(file), []).append(shingles[files == file])
     return Templates({file: np.concatenate(parts) for file, parts in by_file.items()})
+
+
+def templates_in_process(
+    table: pa.Table,
+    *,
+    key: str,
+    file_index: dict[str, int],
+    records_per_file: dict[int, int],
+    seed: int,
+    share: float,
+    min_records: int,
+    sample: int,
+    word_ngram: int,
+    char_ngram: int,
+) -> Templates:
+    """``learn_templates`` over a whole input held in one table: the same sample (a hash of
+    each row's uid) and the same counts, with a sort in place of the shuffle on the file."""
+    sampled = sampled_shingles(
+        table,
+        key=key,
+        file_index=file_index,
+        thresholds=sample_thresholds(records_per_file, sample),
+        seed=seed,
+        word_ngram=word_ngram,
+        char_ngram=char_ngram,
+    )
+    found = frequent_shingles(sampled.sort_by(FILE_COLUMN), share=share, min_records=min_records)
+    return templates_of([found])

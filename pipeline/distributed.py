@@ -6,7 +6,12 @@
   matters when the groups are millions of LSH buckets.
 - ``mark_drops`` joins a table of losers (``_uid`` plus detail columns) back onto the corpus
   and stamps ``drop_reason``. The join is a hash shuffle whose partition count grows with the
-  data, so no reduce task holds more than ``run.shuffle_partition_bytes`` of it.
+  data, so no reduce task holds more than ``run.shuffle_partition_bytes`` of it. A losers
+  table of at most ``BROADCAST_BYTES`` is instead looked up by every block of the corpus
+  (a broadcast join): one copy in the object store, no shuffle.
+- ``fits_one_task`` tells a global stage when its whole input is small enough to be decided
+  in one task (``single_task``) with the same functions the distributed path runs per block:
+  below that size Ray's fixed cost per shuffle dominates the run.
 
 Both run their per-block function through ``releasing``: a worker hands what the block freed
 back to the system before its next task (pipeline.memory).
@@ -158,42 +163,110 @@ def count_alive(batch: pa.Table, *, position: int, tally: Any) -> pa.Table:
     return batch
 
 
+# Losers tables up to this size are broadcast to the corpus's blocks rather than joined
+# (Spark's broadcast-join threshold is 10 MB). A table this size holds ~300k losers.
+BROADCAST_BYTES = 16 * 1024 * 1024
+
+
+def fits_one_task(dataset: ray.data.Dataset, context: GlobalContext, row_bytes: int = 0) -> bool:
+    """Is ``dataset`` (materialized) small enough for one task: its bytes plus ``row_bytes``
+    of working data per row (a near-dedup signature) within ``context.single_task_bytes``?
+    Sizes are block metadata: no data moves."""
+    if context.single_task_bytes <= 0:
+        return False
+    size = (dataset.size_bytes() or 0) + dataset.count() * row_bytes
+    return size <= context.single_task_bytes
+
+
+@ray.remote
+def single_task(fn: Callable[..., Any], *blocks: pa.Table, **kwargs: Any) -> Any:
+    """``fn(table, **kwargs)`` over the blocks of a dataset concatenated into one table."""
+    table = pa.concat_tables(blocks, promote_options="permissive") if blocks else None
+    return releasing(fn)(table, **kwargs)
+
+
+def in_one_task(
+    dataset: ray.data.Dataset, fn: Callable[..., Any], *, num_returns: int = 1, **kwargs: Any
+) -> Any:
+    """``fn`` over the whole of ``dataset`` (materialized; see ``fits_one_task``) in one Ray
+    task: no Ray Data execution, no shuffle. Returns its object ref(s)."""
+    return single_task.options(num_returns=num_returns).remote(
+        fn, *dataset.to_arrow_refs(), **kwargs
+    )
+
+
+def looked_up_losers(
+    batch: pa.Table,
+    *,
+    losers: Any,
+    file_index: dict[str, int],
+    columns: tuple[str, ...],
+    **apply: Any,
+) -> pa.Table:
+    """``apply_losers`` on a block given the broadcast losers table (an object ref): the
+    columns a left outer join on the uid would have added, found by lookup."""
+    table = ray.get(losers)
+    keyed = with_uid(batch, file_index)
+    found = pc.index_in(keyed.column(UID_COLUMN), value_set=table.column(UID_COLUMN))
+    for name in columns:
+        keyed = keyed.append_column(name, table.column(name).take(found))
+    return apply_losers(keyed, **apply)
+
+
 def mark_drops(
     dataset: ray.data.Dataset,
-    losers: ray.data.Dataset,
+    losers: ray.data.Dataset | pa.Table,
     *,
     reason: str,
     detail_columns: tuple[str, ...],
     context: GlobalContext,
     cluster_column: str | None = None,
 ) -> ray.data.Dataset:
-    """The corpus with every loser's row dropped as ``reason``; losers must be materialized.
-    ``losers`` may hold rows with a null first detail column: matched but not dropped."""
-    if losers.count() == 0:
+    """The corpus with every loser's row dropped as ``reason``; losers must be materialized
+    (or a table, from a stage decided in one task). ``losers`` may hold rows with a null
+    first detail column: matched but not dropped."""
+    table = losers if isinstance(losers, pa.Table) else None
+    if (table.num_rows if table is not None else losers.count()) == 0:
         return dataset.map_batches(
             partial(count_alive, position=context.position, tally=context.tally),
             batch_format="pyarrow",
         )
+    extra = [cluster_column] if cluster_column else []
+    columns = [UID_COLUMN, *detail_columns, *extra]
+    apply = {
+        "reason": reason,
+        "detail_columns": detail_columns,
+        "position": context.position,
+        "tally": context.tally,
+        "cluster_column": cluster_column,
+    }
+    size = table.nbytes if table is not None else (losers.size_bytes() or 0)
+    if size <= BROADCAST_BYTES:
+        # Held by the driver and put from there: the copy lives on the driver's node, which
+        # the run cannot outlive, rather than on a worker node that may be lost.
+        if table is None:
+            table = pa.concat_tables(ray.get(losers.to_arrow_refs()), promote_options="permissive")
+        return dataset.map_batches(
+            releasing(
+                partial(
+                    looked_up_losers,
+                    losers=ray.put(table.select(columns).combine_chunks()),
+                    file_index=context.file_index,
+                    columns=tuple(columns[1:]),
+                    **apply,
+                )
+            ),
+            batch_format="pyarrow",
+        )
+    if table is not None:
+        losers = ray.data.from_arrow(table)
     keyed = dataset.map_batches(
         partial(with_uid, file_index=context.file_index), batch_format="pyarrow"
     )
-    extra = [cluster_column] if cluster_column else []
     joined = keyed.join(
-        losers.select_columns([UID_COLUMN, *detail_columns, *extra]),
+        losers.select_columns(columns),
         join_type="left_outer",
         num_partitions=partitions_for(dataset, context),
         on=(UID_COLUMN,),
     )
-    return joined.map_batches(
-        releasing(
-            partial(
-                apply_losers,
-                reason=reason,
-                detail_columns=detail_columns,
-                position=context.position,
-                tally=context.tally,
-                cluster_column=cluster_column,
-            )
-        ),
-        batch_format="pyarrow",
-    )
+    return joined.map_batches(releasing(partial(apply_losers, **apply)), batch_format="pyarrow")

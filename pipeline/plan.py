@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 
 from pipeline.accounting import FATES, Summary, check_conservation, summarize_batch
@@ -32,7 +34,7 @@ from pipeline.checkpoint import (
     write_checkpoint_block,
 )
 from pipeline.config import DataRecipe, StageSpec
-from pipeline.distributed import on_driver_node
+from pipeline.distributed import in_one_task, on_driver_node
 from pipeline.ingest import CONVERSION_REJECTS, INGEST_REASONS, InputConfig, ingest_file
 from pipeline.manifest import build_manifest
 from pipeline.memory import releasing
@@ -386,6 +388,7 @@ def build_dataset(
                 file_index=file_index,
                 tally=tally,
                 partition_bytes=recipe.run.shuffle_partition_bytes,
+                single_task_bytes=single_task_bytes(recipe),
             )
             # A global stage reads its input several times (keys, then the join back):
             # materialize once so upstream stages never run twice, and keep it as the
@@ -577,6 +580,31 @@ def write_all(
     return sorted(results, key=lambda r: (r["fate"], r["path"]))
 
 
+def single_task_bytes(recipe: DataRecipe) -> int:
+    """``run.single_task_bytes``, unset meaning ``run.shuffle_partition_bytes``."""
+    run = recipe.run
+    return run.shuffle_partition_bytes if run.single_task_bytes is None else run.single_task_bytes
+
+
+def shards_in_one_task(
+    table: pa.Table, *, assign: Callable[[pa.Table], pa.Table], write: Callable[..., pa.Table]
+) -> pa.Table:
+    """``stage_shards``' groupby in one task: the rows keyed by shard, each shard's rows
+    (in any order: ``write_shard`` sorts them) written as one file."""
+    keyed = assign(table)
+    if keyed.num_rows == 0:
+        return WRITE_RESULT_SCHEMA.empty_table()
+    keyed = keyed.sort_by(SHARD_KEY)
+    keys = keyed.column(SHARD_KEY).combine_chunks()
+    starts = np.flatnonzero(
+        np.r_[True, pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)]
+    )
+    stops = np.r_[starts[1:], keyed.num_rows]
+    return pa.concat_tables(
+        [write(keyed.slice(start, stop - start)) for start, stop in zip(starts, stops, strict=True)]
+    )
+
+
 def stage_shards(
     processed: ray.data.Dataset,
     recipe: DataRecipe,
@@ -584,25 +612,35 @@ def stage_shards(
     shards_per_fate: dict[str, int],
     pending: set[str],
 ) -> list[dict[str, Any]]:
-    """One groupby over the rows of the ``pending`` shard groups, one file per shard."""
+    """One groupby over the rows of the ``pending`` shard groups, one file per shard; or,
+    for a dataset of at most ``run.single_task_bytes``, every shard by one task (the same
+    ``write_shard`` per shard group, so the same bytes, without the groupby's shuffle)."""
     total_shards = sum(shards_per_fate.values())
     # One partition per shard, each shard's key routed to its own (see pipeline.writer).
     routed = routed_shard_keys(shards_per_fate)
+    write = partial(
+        write_shard,
+        run=run,
+        shards_per_fate=shards_per_fate,
+        compression=recipe.output.compression,
+        row_group_rows=recipe.output.row_group_rows,
+    )
+    if (processed.size_bytes() or 0) <= single_task_bytes(recipe):
+        found = in_one_task(
+            processed,
+            shards_in_one_task,
+            assign=partial(
+                assign_shards, shards_per_fate=shards_per_fate, routed=routed, keep=pending
+            ),
+            write=write,
+        )
+        return ray.get(found).to_pylist()
     keyed = processed.map_batches(
         partial(assign_shards, shards_per_fate=shards_per_fate, routed=routed, keep=pending),
         batch_format="pyarrow",
     )
     written = keyed.groupby(SHARD_KEY, num_partitions=max(1, total_shards)).map_groups(
-        releasing(
-            partial(
-                write_shard,
-                run=run,
-                shards_per_fate=shards_per_fate,
-                compression=recipe.output.compression,
-                row_group_rows=recipe.output.row_group_rows,
-            )
-        ),
-        batch_format="pyarrow",
+        releasing(write), batch_format="pyarrow"
     )
     # One small row per shard: bounded by the shard count, not the corpus.
     return [row for row in written.iter_rows()]

@@ -98,6 +98,9 @@ class GlobalContext:
     tally: Any = None
     # Target bytes per hash-shuffle partition (recipe ``run.shuffle_partition_bytes``).
     partition_bytes: int = DEFAULT_PARTITION_BYTES
+    # Inputs up to this many bytes are decided in one task (recipe ``run.single_task_bytes``;
+    # ``distributed.fits_one_task``). 0, the default here: always the distributed path.
+    single_task_bytes: int = 0
 
 
 class Drop(NamedTuple):

@@ -241,7 +241,14 @@ def data_recipe(directory: Path, inputs: Path, name: str) -> Path:
             {"sample": {"total": 2000}},
         ],
         "output": {"path": str(directory / name), "shard_target_bytes": 256 * 1024},
-        "run": {"batch_rows": 250, "max_workers": 2, "progress_bars": False},
+        # single_task_bytes 0: the global stages and the write take their distributed path
+        # (shuffles, joins), whose tasks the kill must not break; one task would be too easy.
+        "run": {
+            "batch_rows": 250,
+            "max_workers": 2,
+            "progress_bars": False,
+            "single_task_bytes": 0,
+        },
     }
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe))

@@ -170,13 +170,15 @@ def test_distributed_clustering_and_components_by_joins_give_identical_bytes(
     # Shuffle rounds instead of one clustering task (component sizes then come from a
     # count per root), and max_component_rows 0 sends every candidate component through the
     # bounded joins (edges checked against signatures, clusters, salted keeper scoring)
-    # instead of the per-component step: same clusters, keepers and similarities.
+    # instead of the per-component step: same clusters, keepers and similarities. The
+    # default run decided both dedup stages and the write in one task each (the corpus is
+    # far below run.single_task_bytes); this one takes every distributed path.
     output, _ = single_node
     other = tmp_path / "distributed"
     near = {"single_task_max_edges": 0, "max_component_rows": 0}
     run_data(
         str(recipe(corpus, other, **near)),
-        ["run.batch_rows=3"],
+        ["run.batch_rows=3", "run.single_task_bytes=0"],
         progress_bars=False,
     )
     assert checksums(other) == checksums(output)

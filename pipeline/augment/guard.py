@@ -19,8 +19,6 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
-from nltk.translate.chrf_score import sentence_chrf
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.dedup_keys import normalize_key
@@ -69,6 +67,11 @@ def bleu_tokens(text: str) -> list[str]:
 
 
 def similarity(original: str, paraphrase: str, metric: str) -> float:
+    # Imported here: nltk (with scipy) costs ~0.7 s, which every recipe's validation would
+    # pay through the stage registry otherwise.
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+    from nltk.translate.chrf_score import sentence_chrf
+
     if not original.strip() or not paraphrase.strip():
         return 0.0
     if metric == "chrf":

@@ -184,27 +184,31 @@ def test_signatures_mask_each_rows_own_file_template():
 @pytest.mark.slow
 def test_on_ray_masking_finds_one_passage_under_other_templates(ray_session, tmp_path):
     """A small natural-duplicate corpus (generated passages): with templates masked, near
-    dedup finds most duplicate copies whole-record keys miss, and says what it masked."""
+    dedup finds most duplicate copies whole-record keys miss, and says what it masked. The
+    corpus fits one task, so both dedup stages decide there; forced onto the distributed
+    path (``run.single_task_bytes: 0``), the run writes the same bytes and findings."""
     from ops.datarun import run_data
 
     corpus = build_natural_benchmark(tmp_path / "corpus", 400, seed=1, shared=None)
     labels = [json.loads(line) for line in corpus.labels_path.read_text().splitlines()]
     line_of = {(entry["file"], entry["line"]): n for n, entry in enumerate(labels, start=1)}
     clusters = [entry["cluster"] for entry in labels]
-    scores = {}
-    for name, near in {
-        "whole": {"threshold": 0.6, "template_share": None},
-        "masked": {"threshold": 0.6, "key": "prompt", "template_share": 0.05},
-    }.items():
+    masked = {"threshold": 0.6, "key": "prompt", "template_share": 0.05}
+    scores, findings, shards = {}, {}, {}
+    for name, near, run in [
+        ("whole", {"threshold": 0.6, "template_share": None}, {}),
+        ("masked", masked, {}),
+        ("distributed", masked, {"single_task_bytes": 0}),
+    ]:
         recipe = tmp_path / f"{name}.yaml"
         recipe.write_text(
             json.dumps(
                 {
-                    "name": name,
+                    "name": "natural",
                     "inputs": [{"path": str(corpus.sources_dir), "format": "prompt_completion"}],
-                    "stages": [{"near_dedup": near}],
+                    "stages": [{"exact_dedup": {}}, {"near_dedup": near}],
                     "output": {"path": str(tmp_path / name)},
-                    "run": {"progress_bars": False},
+                    "run": {"progress_bars": False, **run},
                 }
             )
         )
@@ -219,12 +223,18 @@ def test_on_ray_masking_finds_one_passage_under_other_templates(ray_session, tmp
         scores[name] = score(clusters, removed)
         stats = json.loads((tmp_path / name / "stats.json").read_text())
         assert stats["conservation"]["balanced"] is True
-        findings = [stage.get("findings") or {} for stage in stats["stages"]]
-        if name == "masked":
-            (found,) = [f for f in findings if "template.files" in f]
-            assert found["template.files"] == 8  # every dataset file has its template
-            assert 0 < found["template.masked_shingles"] < found["template.record_shingles"]
+        findings[name] = [stage.get("findings") or {} for stage in stats["stages"]]
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        shards[name] = [
+            (shard["path"].rsplit("/", 1)[-1], shard["sha256"]) for shard in manifest["shards"]
+        ]
         assert result.output_path
+    (found,) = [f for f in findings["masked"] if "template.files" in f]
+    assert found["template.files"] == 8  # every dataset file has its template
+    assert 0 < found["template.masked_shingles"] < found["template.record_shingles"]
+    assert (
+        shards["distributed"] == shards["masked"] and findings["distributed"] == findings["masked"]
+    )
     # Generated passages are long beside the templates, so whole records do fairly well here
     # (F1 0.83 at 400 passages, 0.48 on the benchmark's shared-corpora passages); masked
     # keys recover copies they miss and lose no precision.
