@@ -11,6 +11,19 @@ from typing import Any
 
 from pipeline.config import Problem, RecipeError
 
+USAGE = """\
+Turn raw text and instruction corpora into clean instruction data, then fine-tune
+models on it, on Ray (a local Ray is started when no cluster is given).
+
+  instructflow data validate recipe.yaml      check a recipe without running it
+  instructflow data run recipe.yaml           read, clean, filter, dedup, write shards
+  instructflow train sft sft.yaml             fine-tune on the shards
+  instructflow generate out/model --prompt "..."
+  instructflow submit --address http://head:8265 --wait -- instructflow data run recipe.yaml
+
+Each command has its own --help. Errors are one line; --debug shows the traceback.
+"""
+
 
 def _data_validate(args: argparse.Namespace) -> int:
     from ops.recipe import load_recipe, preflight
@@ -369,8 +382,18 @@ def add_data_run_command(data: Any, verb: str, help_text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="instructflow", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="instructflow",
+        description=USAGE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=version_line())
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, show the full traceback instead of one line",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = commands.add_parser("data", help="the data engine").add_subparsers(
         dest="action", required=True
@@ -513,6 +536,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def version_line() -> str:
+    """instructflow's version and those of the stack it runs on (package metadata only:
+    nothing heavy is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    stack = ", ".join(f"{name} {of(name)}" for name in ("ray", "torch", "transformers", "pyarrow"))
+    return f"instructflow {of('instructflow')} ({stack}; python {sys.version.split()[0]})"
+
+
+def one_line_error(error: BaseException) -> str:
+    """An unexpected error as one line that says what to do."""
+    message = (str(error).strip().splitlines() or [""])[0]
+    if isinstance(error, ModuleNotFoundError):
+        module = (error.name or message).split(".")[0]
+        if module in {"s3fs", "gcsfs", "fsspec", "adlfs"}:
+            return (
+                f"cloud storage needs {module}: pip install 'instructflow[cloud]' "
+                "(or the package itself)"
+            )
+        return f"missing package {module}: pip install {module}"
+    if isinstance(error, ConnectionError | TimeoutError):
+        return (
+            f"cannot reach the Ray cluster: {message}. Check --address (or RAY_ADDRESS) and "
+            "that the head node is up (`ray status --address ...`)"
+        )
+    return f"{type(error).__name__}: {message} (rerun with --debug for the traceback)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -539,7 +596,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(error, clear):
             print(f"error: {error}", file=sys.stderr)
             return 1
-        raise
+        if args.debug:
+            raise
+        print(f"error: {one_line_error(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
