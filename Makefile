@@ -26,6 +26,13 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/instructflow train sft examples/quickstart/sft.yaml --overwrite
 	HF_HUB_OFFLINE=1 $(BIN)/instructflow generate out/quickstart-sft --max-new-tokens 32 \
 		--prompt "Give me three tips for writing clear documentation."
+	# The seed's example: a tiny BART on the same shards with the Hugging Face Trainer, then
+	# the same run through `train sft`; both print their validation loss.
+	HF_HUB_OFFLINE=1 $(BIN)/instructflow train tiny-model out/quickstart out/tiny-bart \
+		--kind seq2seq --arch bart
+	HF_HUB_OFFLINE=1 $(BIN)/python examples/seed_bart/train_trainer.py --data out/quickstart \
+		--model out/tiny-bart --output out/seed-bart-trainer
+	HF_HUB_OFFLINE=1 $(BIN)/instructflow train sft examples/seed_bart/sft.yaml --overwrite
 	# The feedback loop: the SFT model answers the quickstart's prompts (4 seeded candidates
 	# each), an automatic rater scores them against the records' own replies, the scores
 	# become preference pairs, the pairs go back through the engine, and DPO trains on them.

@@ -165,19 +165,6 @@ def test_fsdp_trains_as_ddp_does(ray_session, corpus, tiny_llama, uninterrupted,
     AutoModelForCausalLM.from_pretrained(summary["last"]["path"])
 
 
-def test_bf16_autocast_trains(ray_session, corpus, tiny_llama, tmp_path):
-    recipe = recipe_file(
-        tmp_path,
-        corpus,
-        tiny_llama,
-        training={"precision": "bf16", "max_steps": 4},
-        scaling={"num_workers": 1},
-    )
-    summary = run_sft(recipe)
-    validation = [m["validation/loss"] for m in metrics(summary) if "validation/loss" in m]
-    assert math.isfinite(validation[-1]) and validation[-1] < validation[0]
-
-
 def test_a_nan_loss_stops_with_the_step_named(ray_session, corpus, tiny_llama, tmp_path):
     recipe = recipe_file(tmp_path, corpus, tiny_llama, scaling={"num_workers": 1})
     with pytest.raises(TrainError, match=r"step 3: the gradient norm is nan"):
@@ -204,9 +191,11 @@ def test_seq2seq_learns(ray_session, corpus, tmp_path, arch):
     assert stats["rows"] > stats["records"]  # one row per assistant turn: every turn counts
 
 
-def test_lora_adapter_with_gradient_checkpointing_trains_and_generates(
+def test_lora_adapter_with_gradient_checkpointing_under_bf16_trains_and_generates(
     ray_session, corpus, tiny_llama, tmp_path
 ):
+    # One run for three options that each only need to train (bf16 autocast on CPU too):
+    # every training run costs ~20 s of Ray Train and worker start-up in this suite.
     pytest.importorskip("peft")
     from train.generate import generate_one
 
@@ -218,6 +207,7 @@ def test_lora_adapter_with_gradient_checkpointing_trains_and_generates(
             "lora": {"r": 8, "alpha": 16},
             "learning_rate": 1e-2,
             "gradient_checkpointing": True,
+            "precision": "bf16",
         },
         scaling={"num_workers": 1},
     )
@@ -225,7 +215,7 @@ def test_lora_adapter_with_gradient_checkpointing_trains_and_generates(
     files = set(os.listdir(summary["last"]["path"]))
     assert "adapter_config.json" in files and "model.safetensors" not in files
     validation = [m["validation/loss"] for m in metrics(summary) if "validation/loss" in m]
-    assert validation[-1] < validation[0]
+    assert math.isfinite(validation[-1]) and validation[-1] < validation[0]
     reply = generate_one(str(tmp_path / "sft"), "What is the capital of Peru?", max_new_tokens=6)
     assert isinstance(reply, str)
 
