@@ -82,7 +82,9 @@ class InputConfig(BaseModel):
     language: str = ""
     # Extra template files (qa, classification, text) that extend or override the built-ins.
     templates: tuple[str, ...] = ()
-    text_unit: Literal["file", "paragraph", "line"] = "paragraph"
+    # Raw text files: what one record is. auto: a paragraph (blank-line separated), or each
+    # line where a file runs over 32 KiB without a blank line (pipeline.read).
+    text_unit: Literal["auto", "file", "paragraph", "line"] = "auto"
     csv_delimiter: str = Field(default=",", min_length=1, max_length=1)
     max_record_bytes: int = Field(default=4_000_000, gt=0)
     # Feedback formats: which pairs an ultrafeedback record gives, and the least score margin.

@@ -64,7 +64,11 @@ READ_REASONS = (
     "read.nesting_too_deep",
 )
 FILE_TYPES = ("jsonl", "json", "parquet", "csv", "text")
-TextUnit = Literal["file", "paragraph", "line"]
+TextUnit = Literal["auto", "file", "paragraph", "line"]
+# text_unit auto: paragraphs (blank-line separated), except that a run of lines without a
+# blank line that grows past this many bytes is taken as one record per line (an article
+# per line, a corpus without blank lines) rather than as one giant paragraph.
+AUTO_PARAGRAPH_BYTES = 32 * 1024
 
 CHUNK_BYTES = 1 << 20
 SNIFF_BYTES = 8192
@@ -110,7 +114,7 @@ def iter_units(
     file_type: str = "auto",
     *,
     max_record_bytes: int = 4_000_000,
-    text_unit: TextUnit = "paragraph",
+    text_unit: TextUnit = "auto",
     csv_delimiter: str = ",",
 ) -> Iterator[Unit]:
     """Every record and every malformed thing in one file, in order, with bounded memory."""
@@ -320,23 +324,37 @@ def _has_lone_surrogate(text: str, value: Any) -> bool:
 
 def _text_units(chunks: Iterable[bytes], limit: int, text_unit: TextUnit) -> Iterator[Unit]:
     block: list[bytes] = []
+    sizes: list[int] = []
     start = size = 0
+    per_line = False  # auto, inside a run of lines too long for one paragraph
+    bound = min(AUTO_PARAGRAPH_BYTES, limit)
     for line in _lines(chunks, limit):
         blank = line.size <= limit and not line.data.strip()
         # A blank line ends a paragraph; in a whole file only leading blank lines are dropped.
         if blank and (text_unit != "file" or not block):
             if block:
                 yield _text_block(start, block, size, limit)
-            block, size = [], 0
+            block, sizes, size, per_line = [], [], 0, False
+            continue
+        if per_line:
+            yield _text_block(line.number, [line.data], line.size, limit)
             continue
         start = start if block else line.number
         size += line.size + (1 if block else 0)
         block.append(line.data)
+        sizes.append(line.size)
+        if text_unit == "auto" and size > bound and len(block) > 1:
+            # No blank line for this long: each line is a unit, to the next blank line.
+            for offset, (data, own) in enumerate(zip(block, sizes, strict=True)):
+                yield _text_block(start + offset, [data], own, limit)
+            block, sizes, size, per_line = [], [], 0, True
+            continue
         if size > limit:
             block = [b"\n".join(block)[: RAW_CHARS * 4]]
+            sizes = [size]
         if text_unit == "line":
             yield _text_block(start, block, size, limit)
-            block, size = [], 0
+            block, sizes, size = [], [], 0
     if block:
         yield _text_block(start, block, size, limit)
 

@@ -206,7 +206,7 @@ def test_input_config_compiles_user_templates_up_front(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="oops"):
         InputConfig(path="x", templates=(str(path),))
     config = InputConfig(path="x")
-    assert config.format == "auto" and config.text_unit == "paragraph"
+    assert config.format == "auto" and config.text_unit == "auto"
     assert config.max_record_bytes == 4_000_000
     with pytest.raises(ValidationError):
         config.model_copy(update={}).__setattr__("path", "y")

@@ -134,6 +134,7 @@ def test_csv_custom_delimiter(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text_unit", "expected"),
     [
+        ("auto", [(1, "one\ntwo"), (4, "three")]),
         ("paragraph", [(1, "one\ntwo"), (4, "three")]),
         ("line", [(1, "one"), (2, "two"), (4, "three")]),
         ("file", [(1, "one\ntwo\n\nthree")]),
@@ -143,6 +144,27 @@ def test_text_units(tmp_path: Path, text_unit: str, expected: list) -> None:
     path = tmp_path / "a.txt"
     path.write_text("one\ntwo\n\nthree\n\n", encoding="utf-8")
     assert [(u.line, u.value) for u in units_of(path, text_unit=text_unit)] == expected
+
+
+def test_auto_takes_a_file_without_blank_lines_line_by_line(tmp_path: Path) -> None:
+    # An article per line and no blank line between: paragraph makes one record of the
+    # whole file (over max_record_bytes: quarantine); auto gives each line its own.
+    from pipeline.read import AUTO_PARAGRAPH_BYTES
+
+    article = "word " * 2000  # ~10 KB
+    lines = [f"{n} {article}".strip() for n in range(12)]
+    path = tmp_path / "wiki.txt"
+    path.write_text("short lead\nparagraph\n\n" + "\n".join(lines) + "\n\nlast one\n", "utf-8")
+    units = units_of(path)
+    assert [u.line for u in units] == [1, *range(4, 16), 17]
+    assert units[0].value == "short lead\nparagraph"  # a paragraph stays one
+    assert [u.value for u in units[1:-1]] == lines and units[-1].value == "last one"
+    assert all(len(u.value.encode()) < AUTO_PARAGRAPH_BYTES for u in units)
+    (whole,) = [u for u in units_of(path, text_unit="paragraph") if u.line == 4]
+    assert len(whole.value) > AUTO_PARAGRAPH_BYTES
+    squeezed = units_of(path, text_unit="paragraph", max_record_bytes=50_000)
+    assert [reason for line, reason in summary(squeezed) if line == 4] == ["read.record_too_large"]
+    assert [u.line for u in units_of(path, max_record_bytes=50_000)] == [1, *range(4, 16), 17]
 
 
 def test_markdown_is_text_and_unknown_extensions_are_sniffed(tmp_path: Path) -> None:
