@@ -43,6 +43,16 @@ _TEMPLATE_KEYS = {"id", "prompt", "response", "language"}
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|(?<=[。！？])[”’」』）]*")
 _SPACE = re.compile(r"\s+")
+# Words whose period ends no sentence: titles, "No. 5", Latin abbreviations, months, street
+# and company forms. A period after one of these (or after a single capital, an initial as
+# in "J. R. Smith") is not a sentence boundary. NLTK's Punkt learns such a list from the
+# text; a fixed one needs no data and gives the same cut on every machine.
+ABBREVIATIONS = frozenset(
+    """mr mrs ms dr prof sr jr st mt ft no nos vol vols fig figs p pp ed eds rev gen col lt
+    capt sgt gov sen rep pres jan feb mar apr jun jul aug sep sept oct nov dec e.g i.e etc
+    vs cf al approx dept est inc ltd co corp bros u.s u.k a.m p.m ca""".split()
+)
+_WORD_BEFORE = re.compile(r"([\w.]+)\.[\"'”’)\]]*\s*$")
 
 
 @dataclass(frozen=True)
@@ -158,12 +168,25 @@ def split_passage(text: str, min_chars: int = MIN_TEXT_CHARS) -> tuple[str, str]
         detail = f"{len(text)} chars < min_text_chars {min_chars}: too short to split"
         raise ConversionError("convert.text_too_short", detail)
     middle = len(text) // 2
-    cuts = [match.end() for match in _SENTENCE_END.finditer(text)]
+    cuts = [match.end() for match in _SENTENCE_END.finditer(text) if ends_sentence(text, match)]
     cuts = [cut for cut in cuts if text[:cut].strip() and text[cut:].strip()]
     # No sentence punctuation at all (lists, code): fall back to whitespace, then the middle.
     cuts = cuts or [match.end() for match in _SPACE.finditer(text, 1)] or [middle]
     cut = min(cuts, key=lambda position: abs(position - middle))
     return text[:cut].strip(), text[cut:].strip()
+
+
+def ends_sentence(text: str, match: re.Match[str]) -> bool:
+    """Is the punctuation before ``match`` (a ``_SENTENCE_END`` candidate) a sentence end,
+    not the period of an abbreviation or an initial?"""
+    head = text[max(0, match.start() - 20) : match.start() + 1]
+    before = _WORD_BEFORE.search(head)
+    if before is None:
+        return True
+    word = before.group(1)
+    if len(word) == 1 and word.isupper():
+        return False  # an initial
+    return word.lower() not in ABBREVIATIONS
 
 
 class TemplateRenderer:

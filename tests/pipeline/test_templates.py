@@ -147,6 +147,20 @@ def test_split_passage_cuts_at_a_sentence_near_the_middle() -> None:
     assert prefix.endswith(("。", "！", "？")) and abs(len(prefix) - len(CHINESE) / 2) < 40
 
 
+def test_split_passage_never_cuts_after_an_abbreviation_or_an_initial() -> None:
+    # Every period near the middle belongs to "Mrs.", "No.", "Dr.", "J." or "e.g.": the cut
+    # is at a real sentence end, however far from the middle.
+    text = (
+        "The first sentence of this passage is a plain one about the garden in spring. "
+        "Mrs. Smith of No. 5 Baker Street met Dr. J. R. Watson, e.g. on Mondays and "
+        "Thursdays, and vs. the neighbours they always talked about the weather and roses. "
+        "The last sentence is also plain."
+    )
+    prefix, continuation = split_passage(text, min_chars=100)
+    assert f"{prefix} {continuation}" == text
+    assert prefix.endswith("in spring.") or prefix.endswith("and roses."), prefix
+
+
 def test_split_passage_without_punctuation_falls_back_to_spaces() -> None:
     text = " ".join(f"word{i}" for i in range(60))
     prefix, continuation = split_passage(text)
