@@ -85,6 +85,9 @@ class InputConfig(BaseModel):
     # Raw text files: what one record is. auto: a paragraph (blank-line separated), or each
     # line where a file runs over 32 KiB without a blank line (pipeline.read).
     text_unit: Literal["auto", "file", "paragraph", "line"] = "auto"
+    # A raw text unit longer than this becomes a task on its lead (whole sentences);
+    # meta["window"] records where it was cut.
+    max_passage_chars: int = Field(default=4000, ge=200)
     csv_delimiter: str = Field(default=",", min_length=1, max_length=1)
     max_record_bytes: int = Field(default=4_000_000, gt=0)
     # Feedback formats: which pairs an ultrafeedback record gives, and the least score margin.
@@ -121,7 +124,9 @@ def ingest_file(
     input_file: InputFile, config: InputConfig, *, seed: int, batch_rows: int = 1000
 ) -> Iterator[pa.Table]:
     """FLOW_SCHEMA tables of at most ``batch_rows`` rows: every unit of the file as its rows."""
-    renderer = TemplateRenderer(config.templates, seed=seed)
+    renderer = TemplateRenderer(
+        config.templates, seed=seed, max_passage_chars=config.max_passage_chars
+    )
     units = iter_units(
         input_file,
         config.file_type,

@@ -43,6 +43,9 @@ _TEMPLATE_KEYS = {"id", "prompt", "response", "language"}
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|(?<=[。！？])[”’」』）]*")
 _SPACE = re.compile(r"\s+")
+# A raw text unit longer than this (an article on one line) becomes a task on its lead: the
+# whole sentences that fit; the record's meta says where the window ends ("window").
+MAX_PASSAGE_CHARS = 4000
 # Words whose period ends no sentence: titles, "No. 5", Latin abbreviations, months, street
 # and company forms. A period after one of these (or after a single capital, an initial as
 # in "J. R. Smith") is not a sentence boundary. NLTK's Punkt learns such a list from the
@@ -176,6 +179,20 @@ def split_passage(text: str, min_chars: int = MIN_TEXT_CHARS) -> tuple[str, str]
     return text[:cut].strip(), text[cut:].strip()
 
 
+def lead_window(text: str, max_chars: int) -> int:
+    """Where a passage of at most ``max_chars`` from the start of ``text`` ends: after its
+    last whole sentence, else at a space, else at ``max_chars``; ``len(text)`` when it fits."""
+    if len(text) <= max_chars:
+        return len(text)
+    head = text[: max_chars + 1]
+    ends = [m.end() for m in _SENTENCE_END.finditer(head) if ends_sentence(head, m)]
+    ends = [end for end in ends if end <= max_chars and head[:end].strip()]
+    if ends:
+        return len(text[: ends[-1]].rstrip())
+    spaces = [m.start() for m in _SPACE.finditer(head) if 0 < m.start() <= max_chars]
+    return spaces[-1] if spaces else max_chars
+
+
 def ends_sentence(text: str, match: re.Match[str]) -> bool:
     """Is the punctuation before ``match`` (a ``_SENTENCE_END`` candidate) a sentence end,
     not the period of an abbreviation or an initial?"""
@@ -198,10 +215,12 @@ class TemplateRenderer:
         *,
         seed: int = 0,
         min_text_chars: int = MIN_TEXT_CHARS,
+        max_passage_chars: int = MAX_PASSAGE_CHARS,
     ) -> None:
         self.extra_files = tuple(extra_files)
         self.seed = seed
         self.min_text_chars = min_text_chars
+        self.max_passage_chars = max_passage_chars
         self._banks: dict[str, TemplateBank] = {}
 
     def bank(self, task: str) -> TemplateBank:
@@ -214,7 +233,13 @@ class TemplateRenderer:
         language = language or detect_language(fields.get("question") or fields["text"])
         choice_key = dict(fields)
         if fmt == "text":
-            prefix, continuation = split_passage(fields["text"], self.min_text_chars)
+            text = fields["text"].strip()
+            end = lead_window(text, self.max_passage_chars)
+            if end < len(text):
+                # A long unit (an article): its lead, in whole sentences, is the passage.
+                kept = {**kept, "window": {"chars": end, "of": len(text)}}
+                text = text[:end]
+            prefix, continuation = split_passage(text, self.min_text_chars)
             fields = {**fields, "prefix": prefix, "continuation": continuation}
         bank = self.bank(fmt)
         template = bank.choose(choice_key, language, self.seed)

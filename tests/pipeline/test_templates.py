@@ -147,6 +147,22 @@ def test_split_passage_cuts_at_a_sentence_near_the_middle() -> None:
     assert prefix.endswith(("。", "！", "？")) and abs(len(prefix) - len(CHINESE) / 2) < 40
 
 
+def test_a_long_article_becomes_a_task_on_its_lead_and_says_so() -> None:
+    article = " ".join(f"Sentence number {n} of a long article about rivers." for n in range(400))
+    record = to_canonical(
+        {"text": article}, "text", templates=TemplateRenderer(max_passage_chars=1000)
+    )
+    prompt, reply = (m["content"] for m in record["messages"])
+    meta = json.loads(record["meta"])
+    assert meta["window"] == {"chars": len(article[: meta["window"]["chars"]]), "of": len(article)}
+    assert meta["window"]["chars"] <= 1000 and article[: meta["window"]["chars"]].endswith(
+        "rivers."
+    )
+    assert len(prompt) + len(reply) < 1200  # the template's words besides the passage
+    short = to_canonical({"text": ENGLISH}, "text", templates=TemplateRenderer())
+    assert "window" not in json.loads(short["meta"])
+
+
 def test_split_passage_never_cuts_after_an_abbreviation_or_an_initial() -> None:
     # Every period near the middle belongs to "Mrs.", "No.", "Dr.", "J." or "e.g.": the cut
     # is at a real sentence end, however far from the middle.
