@@ -15,6 +15,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -185,8 +186,9 @@ def tokenized(
     num_gpus: float = 0,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """(train rows, validation rows or None, data stats): the splits in ``directories``
-    (``train`` and maybe ``validation``) tokenised (and packed) by Ray Data actors of the
-    method's ``rows`` callable (built with ``options``) in one pass, materialised once so
+    (``train`` and maybe ``validation``) tokenised (and packed) by Ray Data tasks of the
+    method's ``rows`` callable (built with ``options``, once per worker: ``rows_of_block``)
+    in one pass, materialised once so
     every worker and every epoch reads the same rows without tokenising again. Each row keeps
     the path of its shard; one small task per block then files its rows under their split
     and sums their counts, so the statistics cost no second pass over the data. ``columns``:
@@ -197,12 +199,10 @@ def tokenized(
         list(directories.values()), file_extensions=["parquet"], include_paths=True
     ).select_columns([*(columns or RECORD_COLUMNS), "path"])
     tokenised = records.map_batches(
-        rows,
-        fn_constructor_kwargs=options,
+        partial(rows_of_block, rows=rows, options=options),
         batch_size=None,  # one block at a time: blocks follow the files, so packing is stable
         batch_format="pyarrow",
         num_gpus=num_gpus,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actor_pool_size(num_gpus)),
     ).materialize()
     prefixes = [directory.split("://")[-1].rstrip("/") + "/" for directory in directories.values()]
     filed = [
@@ -228,6 +228,22 @@ def tokenized(
         for index in range(len(prefixes))
     ]
     return splits[0], (splits[1] if len(splits) > 1 else None), stats
+
+
+def rows_of_block(block: Any, *, rows: type, options: dict[str, Any]) -> Any:
+    """``rows(**options)`` over one block, as a Ray task. The callable (a tokenizer, nothing
+    heavier) is built once per worker process and kept for the next block and the next run
+    with the same options: a task reuses a warm worker, where a fresh actor pool costs each
+    run a new process that imports transformers (~3 s each)."""
+    key = (rows, repr(sorted(options.items())))
+    made = _ROWS_CACHE.get(key)
+    if made is None:
+        _ROWS_CACHE.clear()  # one run's callable at a time: the last one's tokenizer goes
+        made = _ROWS_CACHE[key] = rows(**options)
+    return made(block)
+
+
+_ROWS_CACHE: dict[tuple[type, str], Any] = {}
 
 
 def actor_pool_size(num_gpus: float) -> int:
