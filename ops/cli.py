@@ -377,7 +377,11 @@ def add_data_run_command(data: Any, verb: str, help_text: str) -> None:
         action="store_true",
         help="continue a killed run from its last checkpoint and the shards it staged",
     )
-    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress lines (a line per stage, records in -> out, on stderr)",
+    )
     run.set_defaults(handler=_data_generate if verb == "generate" else _data_run)
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import yaml
 
@@ -48,17 +51,57 @@ def run_data(
     if resume and pending_commit(run):  # killed while committing: everything is staged
         finish_commit(run)
         return DataRunOutcome(recipe, None, output_path, read_json(run.uri("stats.json")))
-    connect(
-        address, progress_bars=recipe.run.progress_bars if progress_bars is None else progress_bars
-    )
+    show = recipe.run.progress_bars if progress_bars is None else progress_bars
+    # Ray Data's own bars and "Dataset ... finished" lines name its operators, not the
+    # recipe's stages: off, and one progress line per update instead (progress_line).
+    connect(address, progress_bars=False)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled"
     try:
-        result = execute(recipe, output_path, resume=resume, documents=partial(documents, recipe))
+        result = execute(
+            recipe,
+            output_path,
+            resume=resume,
+            documents=partial(documents, recipe),
+            progress=ProgressPrinter([spec.name for spec in recipe.stages]) if show else None,
+        )
     except Exception as error:
         failure = find_cause(error, StageFailure)
         if failure is not None:
             raise PipelineError(str(failure)) from None
         raise
     return DataRunOutcome(recipe, result, output_path, build_stats(recipe, result))
+
+
+class ProgressPrinter:
+    """A run's progress for a person: a line per named stage (records in -> out) whenever
+    its counts change, and one for the read; plain lines on stderr, which survive Ray's log
+    forwarding, pipes and CI logs."""
+
+    def __init__(self, stages: list[str] | None = None, stream: Any = None) -> None:
+        self.stream = stream
+        self.width = max([len(name) for name in stages or []] + [4])
+        self.seen: dict[str, Any] = {}
+
+    def lines(self, counts: dict[str, Any]) -> list[str]:
+        at = f"[{counts['seconds']:6.1f}s]"
+        width = max([self.width] + [len(stage["stage"]) for stage in counts["stages"]])
+        files, total = counts["files"], counts.get("total_files", counts["files"])
+        rows = [("read", f"{counts['read']:,} records ({files} of {total} files)")]
+        rows += [
+            (stage["stage"], f"{stage['in']:,} -> {stage['out']:,}") for stage in counts["stages"]
+        ]
+        out = []
+        for name, text in rows:
+            if self.seen.get(name) != text:
+                self.seen[name] = text
+                out.append(f"{at} {name:<{width}}  {text}")
+        return out
+
+    def __call__(self, counts: dict[str, Any]) -> None:
+        stream = self.stream or sys.stderr
+        for line in self.lines(counts):
+            print(line, file=stream, flush=True)
 
 
 def documents(recipe: DataRecipe, result: RunResult) -> dict[str, bytes]:

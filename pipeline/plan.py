@@ -442,6 +442,7 @@ def execute(
     *,
     resume: bool = False,
     documents: Callable[[RunResult], dict[str, bytes]] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Run the recipe on the connected Ray cluster and commit its shards under
     ``output_path``, with ``manifest.json`` last and ``documents(result)`` (stats, report)
@@ -455,7 +456,7 @@ def execute(
         run.write_marker(recipe.fingerprint(), files)
     try:
         with bounded_shuffle_inputs(recipe.run.shuffle_partition_bytes):
-            result = _execute(recipe, files, run, resume)
+            result = _execute(recipe, files, run, resume, progress)
     finally:
         # The run's datasets sit in reference cycles (Ray Data's plans and operators) that
         # hold their blocks until Python's collector runs: 28 objects after a small run, none
@@ -496,15 +497,86 @@ def check_resumable(run: RunDirectory, recipe: DataRecipe, files: list[dict[str,
         )
 
 
+class ProgressWatch:
+    """While a run processes, every ``every`` seconds: what the tally has counted so far
+    (records read, and per stage records in and out), handed to ``report`` when it changed.
+    A daemon thread; ``stop`` reports once more, the final counts."""
+
+    def __init__(
+        self,
+        tally: Any,
+        recipe: DataRecipe,
+        report: Callable[[dict[str, Any]], None],
+        total_files: int,
+        every: float = 2.0,
+    ) -> None:
+        import threading
+
+        self.tally, self.recipe, self.report, self.every = tally, recipe, report, every
+        self.total_files = total_files
+        self.started = time.perf_counter()
+        self.last: Any = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.loop, name="instructflow-progress", daemon=True)
+        self.thread.start()
+
+    def counts(self) -> dict[str, Any]:
+        files, stages = ray.get(self.tally.snapshot.remote())
+        return {
+            "files": len(files),
+            "total_files": self.total_files,
+            "read": sum(files.values()),
+            "stages": [
+                {
+                    "stage": self.recipe.stages[position].name,
+                    "in": counts.get("seen", 0),
+                    "out": counts.get("kept", 0) + counts.get("created", 0),
+                }
+                for position, counts in sorted(stages.items())
+                if position < len(self.recipe.stages)
+            ],
+        }
+
+    def tick(self) -> None:
+        counts = self.counts()
+        if counts != self.last and (counts["files"] or counts["stages"]):
+            self.last = counts
+            self.report({"seconds": time.perf_counter() - self.started, **counts})
+
+    def loop(self) -> None:
+        while not self.done.wait(self.every):
+            try:
+                self.tick()
+            except Exception:  # a progress line is never worth failing a run over
+                return
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=self.every + 5)
+        try:
+            self.tick()
+        except Exception:
+            pass
+
+
 def _execute(
-    recipe: DataRecipe, files: list[dict[str, Any]], run: RunDirectory, resume: bool
+    recipe: DataRecipe,
+    files: list[dict[str, Any]],
+    run: RunDirectory,
+    resume: bool,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     tally = Tally.options(scheduling_strategy=on_driver_node()).remote()
     start = resume_point(recipe, run, resume)
     clock = StepClock(started)
-    processed = build_dataset(recipe, files, tally, run, start, clock)
+    watch = ProgressWatch(tally, recipe, progress, len(files)) if progress is not None else None
+    try:
+        processed = build_dataset(recipe, files, tally, run, start, clock)
+    finally:
+        if watch is not None:
+            watch.stop()
     seconds["process"] = clock.mark - started
 
     summary = Summary()

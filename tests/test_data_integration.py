@@ -259,7 +259,7 @@ def test_a_stage_failing_on_a_worker_gives_a_clear_error(ray_session, tmp_path, 
     assert "Traceback" not in message
 
 
-def test_the_cli_says_which_format_auto_chose(ray_session, tmp_path, capsys):
+def test_the_cli_says_which_format_auto_chose_and_shows_each_stage(ray_session, tmp_path, capsys):
     from ops.cli import main
 
     rows = [{"instruction": f"Name colour {n}.", "input": "", "output": "Blue."} for n in range(3)]
@@ -278,11 +278,16 @@ def test_the_cli_says_which_format_auto_chose(ray_session, tmp_path, capsys):
             {
                 "name": "auto",
                 "inputs": [{"path": str(tmp_path / "mixed.jsonl")}],
-                "stages": [],
+                "stages": [{"length": {"min_response_chars": 1}}, {"exact_dedup": {}}],
                 "output": {"path": str(tmp_path / "out")},
             }
         )
     )
-    assert main(["data", "run", str(recipe), "--no-progress"]) == 0
-    printed = capsys.readouterr().out
-    assert "format auto chose: alpaca (3 records), messages (1 records)" in printed
+    assert main(["data", "run", str(recipe)]) == 0
+    captured = capsys.readouterr()
+    assert "format auto chose: alpaca (3 records), messages (1 records)" in captured.out
+    # Progress on stderr: a line per named stage with records in -> out, the final counts.
+    progress = [line for line in captured.err.splitlines() if line.startswith("[")]
+    assert any(line.endswith("read         4 records (1 of 1 files)") for line in progress)
+    assert any(line.endswith("length       4 -> 4") for line in progress), progress
+    assert any(line.endswith("exact_dedup  4 -> 4") for line in progress), progress

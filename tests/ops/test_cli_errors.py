@@ -80,3 +80,27 @@ def test_a_missing_recipe_file_is_one_line_from_the_installed_command(tmp_path) 
     )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr and "none.yaml" in done.stderr
+
+
+def test_progress_prints_a_line_per_stage_when_its_counts_change() -> None:
+    from ops.datarun import ProgressPrinter
+
+    printer = ProgressPrinter(["clean", "near_dedup"])
+    first = {
+        "seconds": 2.0,
+        "files": 1,
+        "total_files": 3,
+        "read": 1000,
+        "stages": [{"stage": "clean", "in": 1000, "out": 990}],
+    }
+    assert printer.lines(first) == [
+        "[   2.0s] read        1,000 records (1 of 3 files)",
+        "[   2.0s] clean       1,000 -> 990",
+    ]
+    later = {
+        **first,
+        "seconds": 4.5,
+        "stages": [*first["stages"], {"stage": "near_dedup", "in": 990, "out": 900}],
+    }
+    assert printer.lines(later) == ["[   4.5s] near_dedup  990 -> 900"]  # unchanged lines skipped
+    assert printer.lines(later) == []
