@@ -278,7 +278,7 @@ def test_the_cli_says_which_format_auto_chose_and_shows_each_stage(ray_session, 
             {
                 "name": "auto",
                 "inputs": [{"path": str(tmp_path / "mixed.jsonl")}],
-                "stages": [{"length": {"min_response_chars": 1}}, {"exact_dedup": {}}],
+                "stages": [{"refusal": {}}, {"exact_dedup": {}}],
                 "output": {"path": str(tmp_path / "out")},
             }
         )
@@ -289,5 +289,5 @@ def test_the_cli_says_which_format_auto_chose_and_shows_each_stage(ray_session, 
     # Progress on stderr: a line per named stage with records in -> out, the final counts.
     progress = [line for line in captured.err.splitlines() if line.startswith("[")]
     assert any(line.endswith("read         4 records (1 of 1 files)") for line in progress)
-    assert any(line.endswith("length       4 -> 4") for line in progress), progress
+    assert any(line.endswith("refusal      4 -> 4") for line in progress), progress
     assert any(line.endswith("exact_dedup  4 -> 4") for line in progress), progress
