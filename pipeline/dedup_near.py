@@ -785,6 +785,19 @@ def losers_in_process(
     return keepers_with_similarity(members.sort_by("root"), config), findings
 
 
+def marked(dataset: Any, losers: Any, context: GlobalContext) -> Any:
+    """The corpus with the losers (a dataset or, from one task, a table) dropped as
+    ``dedup.near`` and every cluster member's ``cluster_id`` set."""
+    return mark_drops(
+        dataset,
+        losers,
+        reason="dedup.near",
+        detail_columns=("duplicate_of", "similarity"),
+        context=context,
+        cluster_column=CLUSTER_COLUMN,
+    )
+
+
 class NearDedup(GlobalStage):
     name: ClassVar[str] = "near_dedup"
     Config = NearDedupConfig
@@ -848,14 +861,7 @@ class NearDedup(GlobalStage):
         )
         losers, findings = ray.get([found, findings])
         report_findings(context.tally, context.position, findings)
-        return mark_drops(
-            dataset,
-            losers,
-            reason="dedup.near",
-            detail_columns=("duplicate_of", "similarity"),
-            context=context,
-            cluster_column=CLUSTER_COLUMN,
-        )
+        return marked(dataset, losers, context)
 
     def apply(self, dataset: Any, context: GlobalContext) -> Any:
         config = self.config
@@ -915,14 +921,7 @@ class NearDedup(GlobalStage):
                     edges, large, signatures, config, partitions, context.partition_bytes
                 )
             ).materialize()
-        return mark_drops(
-            dataset,
-            losers,
-            reason="dedup.near",
-            detail_columns=("duplicate_of", "similarity"),
-            context=context,
-            cluster_column=CLUSTER_COLUMN,
-        )
+        return marked(dataset, losers, context)
 
 
 __all__ = ["NearDedup", "NearDedupConfig", "bucket_edges", "edges_table"]
