@@ -382,8 +382,7 @@ def add_bench_commands(commands: Any) -> None:
         "--cold-run",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="natural corpus: also time the defaults as `instructflow data run` in a fresh "
-        "process",
+        help="natural corpus: also time the defaults as `instructflow data run` in a fresh process",
     )
     dedup_bench.add_argument("--signature-docs", type=int, default=2_000)
     dedup_bench.add_argument("--workdir", default=".bench/dedup")

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from bench.corpora.natural_dedup import NaturalCorpus, build_natural_benchmark
 from bench.dedup_baselines import compare_baselines, ensure_datatrove_venv, score
-from pipeline.config import DataRecipe, parse_recipe
+from pipeline.config import parse_recipe
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 REMOVED_REASONS = ("dedup.exact", "dedup.near")
@@ -70,17 +70,6 @@ def default_systems() -> dict[str, list[dict[str, Any]]]:
         "longest passage": [{"near_dedup": {"key": "longest_passage"}}],
         "prompt": [{"near_dedup": {"key": "prompt"}}],
     }
-
-
-def natural_recipe(
-    corpus: NaturalCorpus,
-    output: Path,
-    stages: list[dict[str, Any]],
-    threshold: float,
-    seed: int,
-    workers: int,
-) -> DataRecipe:
-    return parse_recipe(natural_recipe_data(corpus, output, stages, threshold, seed, workers))
 
 
 def natural_recipe_data(
@@ -189,7 +178,9 @@ def instructflow_row(
     from pipeline.plan import execute
 
     output = settings.workdir / "runs" / f"{name.replace(' ', '-').replace(',', '')}-{threshold}"
-    recipe = natural_recipe(corpus, output, stages, threshold, settings.seed, settings.workers)
+    recipe = parse_recipe(
+        natural_recipe_data(corpus, output, stages, threshold, settings.seed, settings.workers)
+    )
     shutil.rmtree(output, ignore_errors=True)
     started = time.perf_counter()
     execute(recipe, str(output), documents=partial(documents, recipe))
